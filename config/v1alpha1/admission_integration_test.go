@@ -3,6 +3,7 @@
 package v1alpha1_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -173,7 +174,7 @@ func dur(s string) *metav1.Duration {
 type invalidRow struct {
 	name  string         // also the object's name
 	obj   client.Object  // unnamed
-	raw   map[string]any // spec fields set after conversion, for values Go's omitempty drops
+	raw   map[string]any // spec fields set on an unstructured copy: values omitempty drops or the Go type cannot hold
 	field string
 	msg   string
 }
@@ -190,6 +191,7 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 		noMatch   = "in body should match"
 		notPeerIP = "must not be an unspecified or loopback address"
 		keepalive = "keepaliveTime must be less than holdTime"
+		holdTime  = "must be a duration of 0s or between 3s and 65535s"
 		minZero   = "should be greater than or equal to 0"
 	)
 	rows := []invalidRow{
@@ -266,8 +268,12 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) { s.RouterID = "node-1" })},
 		{name: "bgppeer-routerid-zero", field: "spec.routerID", msg: notRouter,
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) { s.RouterID = "0.0.0.0" })},
-		{name: "bgppeer-holdtime-1s", field: "spec.holdTime", msg: "must be 0s or between 3s and 65535s",
+		{name: "bgppeer-holdtime-1s", field: "spec.holdTime", msg: holdTime,
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur("1s") })},
+		{name: "bgppeer-holdtime-no-unit", field: "spec.holdTime", msg: holdTime,
+			obj: peer(func(*v1alpha1.BGPPeerSpec) {}), raw: map[string]any{"holdTime": "90"}},
+		{name: "bgppeer-keepalive-days", field: "spec.keepaliveTime", msg: "must be a duration between 0s and 21845s",
+			obj: peer(func(*v1alpha1.BGPPeerSpec) {}), raw: map[string]any{"keepaliveTime": "1d"}},
 		{name: "bgppeer-keepalive-equals-hold", field: "spec.keepaliveTime", msg: keepalive,
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) {
 				s.HoldTime, s.KeepaliveTime = dur("30s"), dur("30s")
@@ -284,11 +290,11 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) {
 				s.Password = &v1alpha1.SecretKeyRef{Name: "BGP_Secret", Key: "password"}
 			})},
-		{name: "bgppeer-restarttime-zero", field: "spec.gracefulRestart.restartTime", msg: "must be between 1s and 4095s",
+		{name: "bgppeer-restarttime-zero", field: "spec.gracefulRestart.restartTime", msg: "must be a duration between 1s and 4095s",
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) {
 				s.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true, RestartTime: dur("0s")}
 			})},
-		{name: "bgppeer-connecttime-zero", field: "spec.connectTime", msg: "must be between 1s and 65535s",
+		{name: "bgppeer-connecttime-zero", field: "spec.connectTime", msg: "must be a duration between 1s and 65535s",
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) { s.ConnectTime = dur("0s") })},
 
 		// BGPAdvertisement
@@ -333,27 +339,8 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 				s.Peers = []v1alpha1.ObjectName{"TOR1"}
 			})},
 
-		{name: "x-holdtime-foo", field: "spec.holdTime", msg: "x", obj: peer(func(*v1alpha1.BGPPeerSpec) {}), raw: map[string]any{"holdTime": "foo"}},
-		{name: "x-holdtime-neg", field: "spec.holdTime", msg: "x", obj: peer(func(*v1alpha1.BGPPeerSpec) {}), raw: map[string]any{"holdTime": "-5s"}},
-		{name: "x-keepalive-foo", field: "spec.holdTime", msg: "x", obj: peer(func(*v1alpha1.BGPPeerSpec) {}), raw: map[string]any{"keepaliveTime": "foo"}},
-		{name: "x-restart-foo", field: "spec.holdTime", msg: "x", obj: peer(func(*v1alpha1.BGPPeerSpec) {}), raw: map[string]any{"gracefulRestart": map[string]any{"enabled": true, "restartTime": "1d"}}},
-		{name: "x-peer-mapped", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.PeerAddress = "::ffff:198.18.0.1"})},
-		{name: "x-peer-zone", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.PeerAddress = "fe80::1%eth0"})},
-		{name: "x-peer-ll", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.PeerAddress = "fe80::1"})},
-		{name: "x-pool-v6-rev", field: "spec.holdTime", msg: "x", obj: pool(func(s *v1alpha1.IPPoolSpec) {s.Addresses = []v1alpha1.AddressRange{"2001:db8::9-2001:db8::1"}})},
-		{name: "x-pool-lead0", field: "spec.holdTime", msg: "x", obj: pool(func(s *v1alpha1.IPPoolSpec) {s.Addresses = []v1alpha1.AddressRange{"198.18.2.010-198.18.2.20"}})},
-		{name: "x-pool-space", field: "spec.holdTime", msg: "x", obj: pool(func(s *v1alpha1.IPPoolSpec) {s.Addresses = []v1alpha1.AddressRange{"198.18.2.10 - 198.18.2.20"}})},
-		{name: "x-pool-dup", field: "spec.holdTime", msg: "x", obj: pool(func(s *v1alpha1.IPPoolSpec) {s.Addresses = []v1alpha1.AddressRange{"198.18.2.0/24","198.18.2.0/24"}})},
-		{name: "x-pool-bare-ip", field: "spec.holdTime", msg: "x", obj: pool(func(s *v1alpha1.IPPoolSpec) {s.Addresses = []v1alpha1.AddressRange{"198.18.2.7"}})},
-		{name: "x-comm-dup", field: "spec.holdTime", msg: "x", obj: bgpAdv(func(s *v1alpha1.BGPAdvertisementSpec) {s.Communities = []v1alpha1.Community{"1:1","1:1"}})},
-		{name: "x-lc-big", field: "spec.holdTime", msg: "x", obj: bgpAdv(func(s *v1alpha1.BGPAdvertisementSpec) {s.LargeCommunities = []v1alpha1.LargeCommunity{"99999999999:1:1"}})},
-		{name: "x-if-16", field: "spec.holdTime", msg: "x", obj: l2Adv(func(s *v1alpha1.L2AdvertisementSpec) {s.Interfaces = []v1alpha1.InterfaceName{"abcdefghijklmnop"}})},
-		{name: "x-hold0-ka0", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.HoldTime, s.KeepaliveTime = dur("0s"), dur("0s")})},
-		{name: "x-hold0-only", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.HoldTime = dur("0s")})},
-		{name: "x-hold0-ka10", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.HoldTime, s.KeepaliveTime = dur("0s"), dur("10s")})},
-		{name: "x-ka0-hold90", field: "spec.holdTime", msg: "x", obj: peer(func(s *v1alpha1.BGPPeerSpec) {s.HoldTime, s.KeepaliveTime = dur("90s"), dur("0s")})},
 		// L2Advertisement
-		{name: "l2adv-interface-too-long", field: "spec.interfaces[1]", msg: "Too long",
+		{name: "l2adv-interface-too-long", field: "spec.interfaces[1]", msg: "Too long: may not be more than 16 bytes",
 			obj: l2Adv(func(s *v1alpha1.L2AdvertisementSpec) {
 				s.Interfaces = []v1alpha1.InterfaceName{"eth0", "enp0s31f6-uplink-a"}
 			})},
@@ -378,17 +365,18 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 			if err == nil {
 				t.Fatalf("Create(%s) was accepted; want rejected: %s: %s", row.name, row.field, row.msg)
 			}
-			t.Logf("ERR %v", err)
 			if !apierrors.IsInvalid(err) {
 				t.Fatalf("Create(%s) = %v; want an Invalid error", row.name, err)
 			}
 			if !strings.Contains(err.Error(), row.field) || !strings.Contains(err.Error(), row.msg) {
 				t.Errorf("Create(%s) error = %q\nwant it to name %q and contain %q", row.name, err, row.field, row.msg)
 			}
-			// Every cause must be about the one field the row breaks.
-			if status, ok := err.(apierrors.APIStatus); ok && status.Status().Details != nil {
+			// Every cause must be about the one field the row breaks, save the apiserver's
+			// field-less note that it skipped CEL rules after a schema error.
+			var status apierrors.APIStatus
+			if errors.As(err, &status) && status.Status().Details != nil {
 				for _, cause := range status.Status().Details.Causes {
-					if cause.Field != row.field {
+					if cause.Field != row.field && !strings.Contains(cause.Message, "validation rules were not checked") {
 						t.Errorf("Create(%s): cause for %s (%s); want only causes for %s", row.name, cause.Field, cause.Message, row.field)
 					}
 				}
@@ -397,8 +385,9 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 	}
 }
 
-// withSpecFields converts obj to unstructured and sets fields of its spec, for values such
-// as an explicit 0 that the typed object's omitempty would drop.
+// withSpecFields converts obj to unstructured and sets fields of its spec, for values the
+// typed object cannot carry: an explicit 0 that omitempty drops, a duration that is no
+// time.Duration.
 func withSpecFields(t *testing.T, scheme *runtime.Scheme, obj client.Object, fields map[string]any) client.Object {
 	t.Helper()
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)

@@ -24,15 +24,17 @@ type GracefulRestart struct {
 	Enabled bool `json:"enabled"`
 	// RestartTime is how long the router keeps our routes while the speaker restarts.
 	// +kubebuilder:default="120s"
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="must be between 1s and 4095s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') && duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="must be a duration between 1s and 4095s, such as 120s"
 	// +optional
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
 }
 
 // BGPPeerSpec describes a BGP session from the selected nodes to one router.
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || self.myASN != self.peerASN",message="ebgpMultiHop applies to eBGP only, but myASN equals peerASN (iBGP)",fieldPath=".ebgpMultiHop"
-// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || !has(self.keepaliveTime) || duration(self.keepaliveTime) < duration(self.holdTime) || (duration(self.holdTime) == duration('0s') && duration(self.keepaliveTime) == duration('0s'))",message="keepaliveTime must be less than holdTime",fieldPath=".keepaliveTime"
-// +kubebuilder:validation:XValidation:rule="has(self.holdTime) || !has(self.keepaliveTime) || duration(self.keepaliveTime) < duration('90s')",message="keepaliveTime must be less than holdTime (default 90s)",fieldPath=".keepaliveTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || !has(self.keepaliveTime) || !self.holdTime.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') || !self.keepaliveTime.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') || duration(self.keepaliveTime) < duration(self.holdTime) || (duration(self.holdTime) == duration('0s') && duration(self.keepaliveTime) == duration('0s'))",message="keepaliveTime must be less than holdTime",fieldPath=".keepaliveTime"
+// +kubebuilder:validation:XValidation:rule="has(self.holdTime) || !has(self.keepaliveTime) || !self.keepaliveTime.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') || duration(self.keepaliveTime) < duration('90s')",message="keepaliveTime must be less than holdTime (default 90s)",fieldPath=".keepaliveTime"
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.peerAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress must be of the same family as peerAddress",fieldPath=".sourceAddress"
 type BGPPeerSpec struct {
 	// MyASN is the nodes' autonomous system number.
@@ -65,16 +67,22 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4 && !ip(self).isUnspecified()",message="must be a non-zero IPv4 address"
 	// +optional
 	RouterID string `json:"routerID,omitempty"`
-	// HoldTime is the BGP hold time: 0 (no keepalives) or at least 3s. Default 90s.
-	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s'))",message="must be 0s or between 3s and 65535s"
+	// HoldTime is the BGP hold time: 0s (no keepalives) or at least 3s. Default 90s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') && (duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s')))",message="must be a duration of 0s or between 3s and 65535s, such as 90s"
 	// +optional
 	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
 	// KeepaliveTime is the interval between keepalives. Default: a third of holdTime.
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('21845s')",message="must be between 0s and 21845s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') && duration(self) <= duration('21845s')",message="must be a duration between 0s and 21845s, such as 30s"
 	// +optional
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 	// ConnectTime is the interval between connection attempts. Default 10s.
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('65535s')",message="must be between 1s and 65535s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+)$') && duration(self) >= duration('1s') && duration(self) <= duration('65535s')",message="must be a duration between 1s and 65535s, such as 10s"
 	// +optional
 	ConnectTime *metav1.Duration `json:"connectTime,omitempty"`
 	// EBGPMultiHop lets an eBGP session cross routers (TTL 255).
