@@ -181,13 +181,13 @@ func TestFamily(t *testing.T) {
 
 func TestIsBuggyIPv4(t *testing.T) {
 	tests := map[string]bool{
-		"10.0.0.0":      true,
-		"10.0.0.255":    true,
-		"10.0.0.1":      false,
-		"10.0.1.0":      true,
-		"0.0.0.0":       true,
-		"2001:db8::":    false,
-		"2001:db8::ff":  false,
+		"10.0.0.0":        true,
+		"10.0.0.255":      true,
+		"10.0.0.1":        false,
+		"10.0.1.0":        true,
+		"0.0.0.0":         true,
+		"2001:db8::":      false,
+		"2001:db8::ff":    false,
 		"::ffff:10.0.0.0": false,
 	}
 	got := map[string]bool{}

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/netip"
 	"slices"
@@ -135,7 +136,7 @@ func (b *builder) pool(obj *v1alpha1.IPPool) (*Pool, bool) {
 	p := &Pool{
 		Name:          obj.Name,
 		Created:       obj.CreationTimestamp.Time,
-		Labels:        labels.Set(obj.Labels),
+		Labels:        labels.Set(maps.Clone(obj.Labels)),
 		AutoAssign:    obj.Spec.AutoAssign == nil || *obj.Spec.AutoAssign,
 		AvoidBuggyIPs: obj.Spec.AvoidBuggyIPs,
 		Priority:      obj.Spec.Priority,

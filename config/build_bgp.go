@@ -53,7 +53,7 @@ func peer(obj *v1alpha1.BGPPeer) (*Peer, error) {
 	if p.PeerASN, err = asn("peerASN", s.PeerASN); err != nil {
 		return nil, err
 	}
-	if p.Address, err = netip.ParseAddr(s.PeerAddress); err != nil || p.Address.Zone() != "" {
+	if p.Address, err = parseAddr(s.PeerAddress); err != nil {
 		return nil, fmt.Errorf("peerAddress %q is not an IP address", s.PeerAddress)
 	}
 	if p.Address.IsUnspecified() || p.Address.IsLoopback() {
@@ -66,7 +66,7 @@ func peer(obj *v1alpha1.BGPPeer) (*Peer, error) {
 		p.Port = uint16(s.PeerPort)
 	}
 	if s.SourceAddress != "" {
-		if p.SourceAddress, err = netip.ParseAddr(s.SourceAddress); err != nil {
+		if p.SourceAddress, err = parseAddr(s.SourceAddress); err != nil {
 			return nil, fmt.Errorf("sourceAddress %q is not an IP address", s.SourceAddress)
 		}
 		if p.SourceAddress.BitLen() != p.Address.BitLen() {
@@ -88,8 +88,9 @@ func peer(obj *v1alpha1.BGPPeer) (*Peer, error) {
 	if s.KeepaliveTime != nil {
 		p.KeepaliveTime = s.KeepaliveTime.Duration
 	}
-	if p.KeepaliveTime < 0 || (p.HoldTime > 0 && p.KeepaliveTime >= p.HoldTime) || (p.HoldTime == 0 && p.KeepaliveTime != 0) {
-		return nil, fmt.Errorf("keepaliveTime %s must be less than holdTime %s", p.KeepaliveTime, p.HoldTime)
+	// With a hold time, keepalives must flow or the session drops when the timer expires.
+	if (p.HoldTime > 0 && (p.KeepaliveTime <= 0 || p.KeepaliveTime >= p.HoldTime)) || (p.HoldTime == 0 && p.KeepaliveTime != 0) {
+		return nil, fmt.Errorf("keepaliveTime %s must be above 0 and less than holdTime %s (both 0 to turn keepalives off)", p.KeepaliveTime, p.HoldTime)
 	}
 	if s.ConnectTime != nil {
 		p.ConnectTime = s.ConnectTime.Duration
@@ -238,7 +239,7 @@ func (b *builder) bgpAdvertisements(objs []v1alpha1.BGPAdvertisement) {
 		if !ok {
 			continue
 		}
-		if older, pool, peer := disagreement(accepted, a); older != nil {
+		if older, pool, peer := b.disagreement(accepted, a); older != nil {
 			b.reject(KindBGPAdvertisement, a.Name, AdvertisementConflict,
 				"older advertisement %q sends pool %q to peer %q with a different localPref at the same prefix length",
 				older.Name, pool, peer)
@@ -277,7 +278,7 @@ func (b *builder) bgpAdvertisement(obj *v1alpha1.BGPAdvertisement) (*BGPAdvertis
 	}
 	if s.LocalPref != nil {
 		if *s.LocalPref < 0 || *s.LocalPref > 1<<32-1 {
-			b.reject(KindBGPAdvertisement, obj.Name, InvalidPeer, "localPref %d is out of range 0-4294967295", *s.LocalPref)
+			b.reject(KindBGPAdvertisement, obj.Name, InvalidAdvertisement, "localPref %d is out of range 0-4294967295", *s.LocalPref)
 			return nil, false
 		}
 		lp := uint32(*s.LocalPref)
@@ -290,7 +291,7 @@ func (b *builder) bgpAdvertisement(obj *v1alpha1.BGPAdvertisement) (*BGPAdvertis
 		a.AggregationLengthV6 = int(*s.AggregationLengthV6)
 	}
 	if a.AggregationLength < 0 || a.AggregationLength > 32 || a.AggregationLengthV6 < 0 || a.AggregationLengthV6 > 128 {
-		b.reject(KindBGPAdvertisement, obj.Name, InvalidAddresses, "aggregation lengths %d/%d exceed 32/128",
+		b.reject(KindBGPAdvertisement, obj.Name, InvalidAdvertisement, "aggregation lengths %d/%d exceed 32/128",
 			a.AggregationLength, a.AggregationLengthV6)
 		return nil, false
 	}
@@ -316,8 +317,9 @@ func (b *builder) bgpAdvertisement(obj *v1alpha1.BGPAdvertisement) (*BGPAdvertis
 }
 
 // disagreement finds an accepted advertisement that sends one of a's pools to one of a's
-// peers at the same prefix length with a different localPref: the route can carry only one.
-func disagreement(accepted []*BGPAdvertisement, a *BGPAdvertisement) (older *BGPAdvertisement, pool, peer string) {
+// peers at the same prefix length, for a family the pool has, with a different localPref:
+// the route can carry only one.
+func (b *builder) disagreement(accepted []*BGPAdvertisement, a *BGPAdvertisement) (older *BGPAdvertisement, pool, peer string) {
 	if a.LocalPref == nil {
 		return nil, "", ""
 	}
@@ -325,10 +327,7 @@ func disagreement(accepted []*BGPAdvertisement, a *BGPAdvertisement) (older *BGP
 		if o.LocalPref == nil || *o.LocalPref == *a.LocalPref {
 			continue
 		}
-		if o.AggregationLength != a.AggregationLength && o.AggregationLengthV6 != a.AggregationLengthV6 {
-			continue
-		}
-		pool, ok := firstCommon(o.Pools, a.Pools)
+		pool, ok := b.sameRoute(o, a)
 		if !ok {
 			continue
 		}
@@ -345,6 +344,23 @@ func disagreement(accepted []*BGPAdvertisement, a *BGPAdvertisement) (older *BGP
 		}
 	}
 	return nil, "", ""
+}
+
+// sameRoute returns a pool both advertisements cover and announce at the same prefix length
+// for a family the pool has addresses of.
+func (b *builder) sameRoute(o, a *BGPAdvertisement) (string, bool) {
+	for _, name := range a.Pools {
+		if _, ok := slices.BinarySearch(o.Pools, name); !ok {
+			continue
+		}
+		p := b.snap.Pool(name)
+		for _, f := range []Family{IPv4, IPv6} {
+			if p.Capacity(f).Sign() > 0 && o.AggregationFor(f) == a.AggregationFor(f) {
+				return name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // firstCommon returns the first element of sorted a that is also in sorted b.

@@ -1,13 +1,17 @@
 package config_test
 
 import (
+	"cmp"
 	"math/big"
 	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -31,6 +35,12 @@ func with[T any](v T, edits ...func(*T)) T {
 		e(&v)
 	}
 	return v
+}
+
+// edit applies f to *p and returns p.
+func edit[T any](p *T, f func(*T)) *T {
+	f(p)
+	return p
 }
 
 func ipPool(name string, age int, addrs ...string) v1alpha1.IPPool {
@@ -202,26 +212,39 @@ func unresolved(kind config.Kind, name string, reason config.Reason, msg string)
 
 // cmpOpts compares Build's output: addresses by value, big numbers numerically,
 // selectors by their canonical string, empty and nil slices and maps alike.
-var cmpOpts = cmp.Options{
-	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-	cmp.Comparer(func(a, b *big.Int) bool {
+var cmpOpts = gocmp.Options{
+	gocmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	gocmp.Comparer(func(a, b *big.Int) bool {
 		if a == nil || b == nil {
 			return a == b
 		}
 		return a.Cmp(b) == 0
 	}),
-	cmp.Transformer("Selector", func(s labels.Selector) string {
+	gocmp.Transformer("Selector", func(s labels.Selector) string {
 		if s == nil {
 			return "<nil>"
 		}
 		return "{" + s.String() + "}"
 	}),
-	cmpopts.EquateEmpty(),
+	equateEmpty,
 }
+
+// equateEmpty is cmpopts.EquateEmpty minus labels.Selector, which is a slice underneath
+// and would be ambiguous with the Selector transformer.
+var equateEmpty = gocmp.FilterPath(func(p gocmp.Path) bool {
+	ty := p.Last().Type()
+	if ty.Kind() != reflect.Slice && ty.Kind() != reflect.Map || ty.Implements(selectorType) {
+		return false
+	}
+	vx, vy := p.Last().Values()
+	return vx.IsValid() && vy.IsValid() && vx.Len() == 0 && vy.Len() == 0
+}, gocmp.Comparer(func(_, _ any) bool { return true }))
+
+var selectorType = reflect.TypeFor[labels.Selector]()
 
 // snapOpts compares the exported part of Snapshots; snapshot lookups are checked by
 // checkLookups.
-var snapOpts = cmp.Options{cmpOpts, cmpopts.IgnoreUnexported(config.Snapshot{})}
+var snapOpts = gocmp.Options{cmpOpts, cmpopts.IgnoreUnexported(config.Snapshot{})}
 
 // checkLookups checks that Snapshot.Pool and Snapshot.Peer find exactly the accepted
 // objects, and nothing for the names in absent.
@@ -267,11 +290,24 @@ func keys(ps []config.Problem) []problemKey {
 func checkRejected(t *testing.T, problems []config.Problem, obj config.ObjectRef, reason config.Reason, msg string) {
 	t.Helper()
 	want := []problemKey{{obj, v1alpha1.ConditionAccepted, reason}}
-	if d := cmp.Diff(want, keys(problems)); d != "" {
+	if d := gocmp.Diff(want, keys(problems)); d != "" {
 		t.Errorf("Build() problems (-want +got):\n%s", d)
 		return
 	}
 	if !strings.Contains(problems[0].Message, msg) {
 		t.Errorf("Build() problem message = %q, want it to contain %q", problems[0].Message, msg)
 	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// sortProblems sorts ps the way Build documents: by kind, name, then condition.
+func sortProblems(ps []config.Problem) {
+	slices.SortStableFunc(ps, func(a, b config.Problem) int {
+		return cmp.Or(
+			strings.Compare(string(a.Object.Kind), string(b.Object.Kind)),
+			strings.Compare(a.Object.Name, b.Object.Name),
+			strings.Compare(a.Condition, b.Condition),
+		)
+	})
 }

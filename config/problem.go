@@ -37,6 +37,7 @@ const (
 	InvalidPeer           Reason = "InvalidPeer"
 	DuplicatePeer         Reason = "DuplicatePeer"
 	InvalidCommunity      Reason = "InvalidCommunity"
+	InvalidAdvertisement  Reason = "InvalidAdvertisement"
 	AdvertisementConflict Reason = "AdvertisementConflict"
 	PoolNotFound          Reason = "PoolNotFound"
 	PeerNotFound          Reason = "PeerNotFound"

@@ -282,6 +282,10 @@ func testAdmissionInvalid(t *testing.T, c client.Client, scheme *runtime.Scheme)
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) {
 				s.KeepaliveTime = dur("90s")
 			})},
+		{name: "bgppeer-keepalive-zero-with-hold", field: "spec.keepaliveTime", msg: "needs holdTime 0s too",
+			obj: peer(func(s *v1alpha1.BGPPeerSpec) {
+				s.HoldTime, s.KeepaliveTime = dur("90s"), dur("0s")
+			})},
 		{name: "bgppeer-ebgpmultihop-ibgp", field: "spec.ebgpMultiHop", msg: "applies to eBGP only",
 			obj: peer(func(s *v1alpha1.BGPPeerSpec) {
 				s.PeerASN, s.EBGPMultiHop = s.MyASN, true
