@@ -1,0 +1,80 @@
+//go:build privileged
+
+package proc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthlb/berth/lab/internal/tool"
+)
+
+// TestNetNSAndUser starts a program in a namespace as another user and checks that the
+// recorded PID is the program's own, not ip's or setpriv's.
+func TestNetNSAndUser(t *testing.T) {
+	if err := tool.Require(tool.IP, tool.Setpriv); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	ns := "bl" + hex.EncodeToString(b) + "-proc"
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	r := newRunner(t)
+	p, err := r.Start(t.Context(), Spec{Name: "sleeper", Path: "sleep", Args: []string{"60"}, NetNS: ns, User: "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := "/proc/" + strconv.Itoa(p.PID())
+	waitExe(t, proc, "sleep")
+	want, err := nsInode("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.Readlink(proc + "/ns/net"); got != "net:["+want+"]" {
+		t.Errorf("pid %d is in %s, want net:[%s]", p.PID(), got, want)
+	}
+	status, _ := os.ReadFile(proc + "/status")
+	if !strings.Contains(string(status), "Uid:\t65534\t65534") {
+		t.Errorf("pid %d is not running as nobody:\n%s", p.PID(), status)
+	}
+	if err := p.Stop(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExe waits until proc's executable is base (ip and setpriv exec it right away).
+func waitExe(t *testing.T, proc, base string) {
+	t.Helper()
+	var exe string
+	for range 500 {
+		exe, _ = os.Readlink(proc + "/exe")
+		if filepath.Base(exe) == base {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s runs %q, want %s", proc, exe, base)
+}
+
+func nsInode(path string) (string, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return "", err
+	}
+	return strconv.FormatUint(st.Ino, 10), nil
+}
