@@ -141,8 +141,12 @@ func (b *builder) pool(obj *v1alpha1.IPPool) (*Pool, bool) {
 		AvoidBuggyIPs: obj.Spec.AvoidBuggyIPs,
 		Priority:      obj.Spec.Priority,
 		IPMode:        cmp.Or(obj.Spec.IPMode, v1alpha1.IPModeVIP),
+		Deleting:      obj.DeletionTimestamp != nil,
 		Capacity4:     new(big.Int),
 		Capacity6:     new(big.Int),
+	}
+	if p.Deleting {
+		p.AutoAssign = false
 	}
 	var errs []string
 	if len(obj.Spec.Addresses) == 0 {

@@ -7,31 +7,63 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/berthlb/berth/config/v1alpha1"
+	"github.com/berthlb/berth/controller"
 	"github.com/berthlb/berth/version"
 )
 
 type options struct {
-	kubeconfig         string
-	loadBalancerClass  string
-	handleDefaultClass bool
-	showVersion        bool
+	kubeconfig  string
+	namespace   string
+	qps         float64
+	burst       int
+	leaderElect bool
+	identity    string
+	healthAddr  string
+	showVersion bool
+	controller  controller.Options
 }
 
 func main() {
 	fs := flag.NewFlagSet("berth-controller", flag.ExitOnError)
 	var o options
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty means in-cluster")
-	fs.StringVar(&o.loadBalancerClass, "load-balancer-class", "berth.dev/lb", "loadBalancerClass handled by berth")
-	fs.BoolVar(&o.handleDefaultClass, "handle-default-class", true, "also handle Services without a loadBalancerClass")
+	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "berth's namespace: leader Lease and memberlist Secret")
+	fs.StringVar(&o.controller.LoadBalancerClass, "load-balancer-class", "berth.dev/lb", "loadBalancerClass handled by berth")
+	fs.BoolVar(&o.controller.HandleDefaultClass, "handle-default-class", true, "also handle Services without a loadBalancerClass (false: touch only berth's class)")
+	// Sized for thousands of Services: a cold start writes a finalizer, a status and a
+	// condition per Service, and Events besides.
+	fs.Float64Var(&o.qps, "kube-api-qps", 100, "client queries per second to the kube-apiserver")
+	fs.IntVar(&o.burst, "kube-api-burst", 200, "client burst to the kube-apiserver")
+	fs.IntVar(&o.controller.Workers, "workers", 8, "Services synced at once by each loop")
+	fs.StringVar(&o.controller.ClusterName, "cluster-name", "kubernetes", "cluster name given to the cloud-provider interface")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader on a Lease; only the leader allocates")
+	fs.StringVar(&o.identity, "leader-elect-identity", envOr("POD_NAME", hostname()), "this replica's identity in the Lease")
+	fs.StringVar(&o.healthAddr, "health-bind-address", ":10351", "address of /healthz and /readyz; empty turns them off")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
+	// controller-runtime's cache logs through its own global; route it to klog.
+	ctrllog.SetLogger(klog.NewKlogr())
 	if o.showVersion {
 		fmt.Println("berth-controller", version.Version)
 		return
@@ -44,7 +76,143 @@ func main() {
 	}
 }
 
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
 func run(ctx context.Context, o options) error {
-	klog.FromContext(ctx).Info("Starting berth-controller", "version", version.Version, "loadBalancerClass", o.loadBalancerClass)
-	return errors.New("the allocation loop is not built yet (issue 4)")
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting berth-controller", "version", version.Version, "loadBalancerClass", o.controller.LoadBalancerClass,
+		"handleDefaultClass", o.controller.HandleDefaultClass)
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	cfg.UserAgent = "berth-controller/" + version.Version
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	crc, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	cache, err := crcache.New(cfg, crcache.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	ctrl, err := controller.New(kc, cache, crc, o.controller)
+	if err != nil {
+		return err
+	}
+
+	var elector *leaderelection.HealthzAdaptor
+	if o.healthAddr != "" {
+		elector = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+		if err := serveHealth(ctx, o.healthAddr, elector, ctrl); err != nil {
+			return err
+		}
+	}
+
+	lead := func(ctx context.Context) error {
+		if err := controller.EnsureMemberlistSecret(ctx, kc, o.namespace); err != nil {
+			return err
+		}
+		return ctrl.Run(ctx)
+	}
+	if !o.leaderElect {
+		return lead(ctx)
+	}
+	return leaderElect(ctx, cfg, o, elector, lead)
+}
+
+// leaderElect runs lead while holding the Lease. Losing the lease ends the process: a
+// restart re-reads every assignment instead of trusting state another leader changed.
+func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderelection.HealthzAdaptor, lead func(context.Context) error) error {
+	kc, err := kubernetes.NewForConfig(rest.AddUserAgent(cfg, "leader-election"))
+	if err != nil {
+		return err
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.namespace, "berth-controller",
+		kc.CoreV1(), kc.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.identity})
+	if err != nil {
+		return err
+	}
+	var leadErr error
+	lost := errors.New("lost the leader lease")
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock,
+		// Kubernetes' defaults for controller managers.
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		WatchDog:        hz,
+		Name:            "berth-controller",
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				leadErr = lead(ctx)
+				cancel(leadErr)
+			},
+			OnStoppedLeading: func() { cancel(lost) },
+		},
+	})
+	if err != nil {
+		return err
+	}
+	le.Run(ctx)
+	if cause := context.Cause(ctx); errors.Is(cause, lost) || leadErr != nil {
+		return errors.Join(cause, leadErr)
+	}
+	return nil
+}
+
+// serveHealth serves /healthz (the process and its lease are alive) and /readyz (this
+// replica is a standby, or the leader has claimed every address and allocates).
+func serveHealth(ctx context.Context, addr string, hz *leaderelection.HealthzAdaptor, ctrl *controller.Controller) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := hz.Check(r); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-ctrl.Ready():
+		default:
+			if ctrl.Leading() {
+				http.Error(w, "claiming addresses in use", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	return nil
 }

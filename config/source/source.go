@@ -6,11 +6,13 @@ package source
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/utils/clock"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/berthlb/berth/config"
 	"github.com/berthlb/berth/config/v1alpha1"
@@ -27,6 +30,7 @@ import (
 type Watcher struct {
 	cache    crcache.Cache
 	status   client.Client // nil: read only
+	usage    func(pool string) (PoolUsage, bool)
 	onChange func(*config.Snapshot)
 	clock    clock.PassiveClock
 
@@ -43,15 +47,34 @@ type Option func(*Watcher)
 // Only one component may do this: the controller holding the leader lease.
 func WithStatusWriter(c client.Client) Option { return func(w *Watcher) { w.status = c } }
 
+// PoolUsage is what Services hold of a pool, as the allocator counts it.
+type PoolUsage struct {
+	InUse4, InUse6 *big.Int
+}
+
+// PoolInUseFinalizer keeps an IPPool that Services hold addresses of from vanishing
+// under them; the status writer removes it once the pool is empty.
+const PoolInUseFinalizer = "berth.dev/pool-in-use"
+
+// WithPoolUsage makes the status writer report each pool's use from f (false: unknown,
+// the status keeps what it had) and keep PoolInUseFinalizer on pools in use. Call
+// UsageChanged when the counts change.
+func WithPoolUsage(f func(pool string) (PoolUsage, bool)) Option {
+	return func(w *Watcher) { w.usage = f }
+}
+
 // WithOnChange calls f from the Watcher's goroutine with every new snapshot. f must not block.
 func WithOnChange(f func(*config.Snapshot)) Option { return func(w *Watcher) { w.onChange = f } }
 
 // WithClock sets the clock used for condition transition times.
 func WithClock(c clock.PassiveClock) Option { return func(w *Watcher) { w.clock = c } }
 
-// syncKey is the queue's only key: Build always reads every object, so one pending sync
-// covers any number of events.
-const syncKey = "config"
+// syncKey asks for a rebuild: Build always reads every object, so one pending sync covers
+// any number of events. usageKey asks only for the pools' status to be rewritten.
+const (
+	syncKey  = "config"
+	usageKey = "usage"
+)
 
 // New returns a Watcher reading from c, whose scheme must know berth's kinds. It starts nothing.
 func New(c crcache.Cache, opts ...Option) *Watcher {
@@ -88,6 +111,17 @@ func (w *Watcher) Syncs() int64 { return w.syncs.Load() }
 // Resync asks for a rebuild even though nothing changed.
 func (w *Watcher) Resync() { w.queue.Add(syncKey) }
 
+// UsageChanged asks for the pools' use to be written; calls are merged, and writes are
+// rate-limited by the queue.
+func (w *Watcher) UsageChanged() {
+	if w.usage != nil && w.status != nil {
+		w.queue.AddAfter(usageKey, usageDelay)
+	}
+}
+
+// usageDelay batches the status writes of a burst of allocations.
+const usageDelay = 200 * time.Millisecond
+
 // Run watches until ctx ends. The cache must be started by the caller.
 func (w *Watcher) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithName("config")
@@ -122,7 +156,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if quit {
 			return nil
 		}
-		if err := w.sync(ctx); err != nil {
+		if err := w.sync(ctx, key); err != nil {
 			logger.Error(err, "Config sync failed, retrying")
 			w.queue.AddRateLimited(key)
 		} else {
@@ -133,10 +167,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-func (w *Watcher) sync(ctx context.Context) error {
+func (w *Watcher) sync(ctx context.Context, key string) error {
 	res, err := w.read(ctx)
 	if err != nil {
 		return err
+	}
+	if key == usageKey {
+		if snap := w.snap.Load(); snap != nil && w.status != nil {
+			return w.writeStatus(ctx, res, snap, w.Problems())
+		}
+		return nil
 	}
 	snap, problems := config.Build(res)
 	w.snap.Store(snap)
@@ -191,10 +231,22 @@ func (w *Watcher) writeStatus(ctx context.Context, res config.Resources, snap *c
 		ref := config.ObjectRef{Kind: config.KindIPPool, Name: p.Name}
 		changed := config.ApplyConditions(&p.Status.Conditions, config.Conditions(ref, p.Generation, problems), now)
 		changed = setPoolCapacity(&p.Status, snap.Pool(p.Name)) || changed
+		var inUse bool
+		if w.usage != nil {
+			if u, ok := w.usage(p.Name); ok {
+				changed = setPoolUse(&p.Status, u) || changed
+				inUse = u.InUse4.Sign() > 0 || u.InUse6.Sign() > 0
+			}
+		}
 		if p.Status.ObservedGeneration != p.Generation {
 			p.Status.ObservedGeneration, changed = p.Generation, true
 		}
 		write(p, changed)
+		if w.usage != nil {
+			if err := w.setFinalizer(ctx, p, inUse); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
 	}
 	for i := range res.Peers {
 		p := &res.Peers[i]
@@ -224,6 +276,40 @@ func applyAdvertisementStatus(s *v1alpha1.AdvertisementStatus, ref config.Object
 		s.ObservedGeneration, changed = gen, true
 	}
 	return changed
+}
+
+// setPoolUse writes the in-use counts of the families the status reports.
+func setPoolUse(s *v1alpha1.IPPoolStatus, u PoolUsage) bool {
+	changed := false
+	for _, f := range []struct {
+		usage **v1alpha1.FamilyUsage
+		n     *big.Int
+	}{{&s.IPv4, u.InUse4}, {&s.IPv6, u.InUse6}} {
+		if *f.usage == nil || f.n == nil {
+			continue
+		}
+		if v := f.n.String(); (*f.usage).InUse != v {
+			(*f.usage).InUse, changed = v, true
+		}
+	}
+	return changed
+}
+
+// setFinalizer keeps PoolInUseFinalizer on a pool exactly while Services hold its addresses.
+func (w *Watcher) setFinalizer(ctx context.Context, p *v1alpha1.IPPool, inUse bool) error {
+	if controllerutil.ContainsFinalizer(p, PoolInUseFinalizer) == inUse {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if inUse {
+		controllerutil.AddFinalizer(p, PoolInUseFinalizer)
+	} else {
+		controllerutil.RemoveFinalizer(p, PoolInUseFinalizer)
+	}
+	if err := w.status.Patch(ctx, p, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("finalizer of pool %q: %w", p.Name, err)
+	}
+	return nil
 }
 
 // setPoolCapacity writes the accepted pool's capacity per family, keeping the in-use

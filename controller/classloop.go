@@ -1,0 +1,207 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/berthlb/berth/controller/allocator"
+)
+
+// cleanupFinalizer is the finalizer the upstream service controller uses; berth's loop uses
+// the same one so a Service's load balancer is always released before it goes.
+const cleanupFinalizer = "service.kubernetes.io/load-balancer-cleanup"
+
+// classLoop is berth's own Service loop, in the shape of sample-controller. It owns the
+// Services of berth's loadBalancerClass (finalizer, status, release), and finishes Services
+// of the default class that wait for an address when one may have become available, since
+// the upstream controller would retry them only after its backoff (5 s to 5 min).
+type classLoop struct {
+	lb       *LoadBalancer
+	client   kubernetes.Interface
+	services corelisters.ServiceLister
+	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
+}
+
+func newClassLoop(lb *LoadBalancer, client kubernetes.Interface, services corelisters.ServiceLister) *classLoop {
+	return &classLoop{
+		lb:       lb,
+		client:   client,
+		services: services,
+		// Per-item backoff 5 ms → 60 s for API errors (capacity waits are not retried
+		// by backoff: a release or a config change kicks them); the bucket caps the loop
+		// at 100 syncs/s with bursts of 500, in line with the client's QPS.
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[cache.ObjectName](5*time.Millisecond, 60*time.Second),
+				&workqueue.TypedBucketRateLimiter[cache.ObjectName]{Limiter: rate.NewLimiter(rate.Limit(100), 500)},
+			),
+			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: "berth-services"},
+		),
+	}
+}
+
+// handlers turns Service events for berth's class into keys.
+func (c *classLoop) handlers() cache.ResourceEventHandler {
+	enqueue := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		svc, ok := obj.(*corev1.Service)
+		if !ok || svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass != c.lb.class {
+			return
+		}
+		c.queue.Add(cache.MetaObjectToName(svc))
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(old, cur any) {
+			if old.(*corev1.Service).ResourceVersion == cur.(*corev1.Service).ResourceVersion {
+				return
+			}
+			enqueue(cur)
+		},
+		DeleteFunc: enqueue,
+	}
+}
+
+func (c *classLoop) kick(keys []allocator.Key) {
+	for _, k := range keys {
+		c.queue.Add(cache.ObjectName{Namespace: k.Namespace, Name: k.Name})
+	}
+}
+
+func (c *classLoop) run(ctx context.Context, workers int) {
+	defer c.queue.ShutDown()
+	for range workers {
+		go func() {
+			for c.next(ctx) {
+			}
+		}()
+	}
+	<-ctx.Done()
+}
+
+func (c *classLoop) next(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	if err := c.sync(ctx, key); err != nil {
+		klog.FromContext(ctx).Error(err, "Service sync failed", "service", key)
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	return true
+}
+
+func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
+	svc, err := c.services.Services(key.Namespace).Get(key.Name)
+	if apierrors.IsNotFound(err) {
+		c.lb.release(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.lb.handles(svc) {
+		return nil
+	}
+	ours := svc.Spec.LoadBalancerClass != nil
+	wants := svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.DeletionTimestamp == nil
+	if !ours {
+		// The upstream controller owns this Service; only finish a waiting one once the
+		// upstream controller has taken it in (its finalizer is there).
+		if !wants || !slices.Contains(svc.Finalizers, cleanupFinalizer) {
+			return nil
+		}
+	} else if !wants {
+		c.lb.release(ctx, svc)
+		if len(svc.Status.LoadBalancer.Ingress) > 0 {
+			if err := c.patchIngress(ctx, svc, &corev1.LoadBalancerStatus{}); err != nil {
+				return err
+			}
+		}
+		return c.setFinalizer(ctx, svc, false)
+	} else if err := c.setFinalizer(ctx, svc, true); err != nil {
+		return err
+	}
+	a, err := c.lb.ensure(ctx, svc)
+	if errors.Is(err, errNotReady) {
+		return err
+	}
+	if err != nil {
+		// Recorded as an Event and a condition; a release or a config change retries it.
+		var ae *allocator.Error
+		if errors.As(err, &ae) {
+			return nil
+		}
+		return err
+	}
+	want := ingressFor(a)
+	if ingressEqual(svc.Status.LoadBalancer.Ingress, want.Ingress) {
+		return nil
+	}
+	return c.patchIngress(ctx, svc, want)
+}
+
+func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {
+	return slices.EqualFunc(a, b, func(x, y corev1.LoadBalancerIngress) bool {
+		return x.IP == y.IP && x.Hostname == y.Hostname && ptrEqual(x.IPMode, y.IPMode)
+	})
+}
+
+func ptrEqual[T comparable](a, b *T) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}
+
+func (c *classLoop) patchIngress(ctx context.Context, svc *corev1.Service, st *corev1.LoadBalancerStatus) error {
+	// A merge patch replaces the ingress list as a whole.
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": st.Ingress}}})
+	if err != nil {
+		return err
+	}
+	_, err = c.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("write status of service %s: %w", klog.KObj(svc), err)
+	}
+	return nil
+}
+
+func (c *classLoop) setFinalizer(ctx context.Context, svc *corev1.Service, present bool) error {
+	has := slices.Contains(svc.Finalizers, cleanupFinalizer)
+	if has == present {
+		return nil
+	}
+	fin := slices.DeleteFunc(slices.Clone(svc.Finalizers), func(f string) bool { return f == cleanupFinalizer })
+	if present {
+		fin = append(fin, cleanupFinalizer)
+	}
+	// The resourceVersion makes the patch fail on a concurrent change instead of
+	// overwriting someone else's finalizer.
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": fin, "resourceVersion": svc.ResourceVersion}})
+	if err != nil {
+		return err
+	}
+	_, err = c.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("finalizer of service %s: %w", klog.KObj(svc), err)
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+// Package controller is berth's cloud provider: a LoadBalancer that assigns addresses from
+// berth's pools, used both by the upstream service controller (Services without a
+// loadBalancerClass) and by berth's own loop (Services with berth's class).
+package controller
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/big"
+	"slices"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/record"
+	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/config/source"
+	"github.com/berthlb/berth/controller/allocator"
+)
+
+// ConditionAllocated is the Service condition berth sets: True once the Service holds its
+// addresses, False with the allocator's reason while it waits.
+const ConditionAllocated = "berth.dev/Allocated"
+
+// Event reasons berth adds to those of the allocator (allocator.Reason values).
+const (
+	EventIPAllocated = "IPAllocated"
+	EventIPReleased  = "IPReleased"
+	EventIPReclaimed = "IPReclaimFailed"
+	EventBadRequest  = "InvalidAnnotation"
+)
+
+// errNotReady makes the service controller retry while startup has not claimed the
+// addresses already in use: allocating before that could hand out an address twice.
+var errNotReady = errors.New("berth-controller is still claiming the addresses already in use")
+
+var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
+
+// LoadBalancer assigns addresses to Services. Its methods are safe for concurrent use.
+type LoadBalancer struct {
+	class         string
+	handleDefault bool
+	client        kubernetes.Interface
+	namespaces    corelisters.NamespaceLister
+	recorder      record.EventRecorder
+	clock         clock.PassiveClock
+
+	mu      sync.Mutex
+	alloc   *allocator.Allocator
+	claimed bool
+	// pending holds the Services that wait for an address; they are retried at once
+	// when one may have become available.
+	pending map[allocator.Key]bool
+	// kick asks berth's own loop to sync these Services (set by the loop).
+	kick func([]allocator.Key)
+	// usageChanged tells the pool status writer that counts changed.
+	usageChanged func()
+
+	// serial makes the two loops take turns on one Service, so that the condition each
+	// writes matches the allocation it made.
+	serial [64]sync.Mutex
+	// conds holds the condition last written per Service: the copies the loops pass in
+	// may predate it. Guarded by mu.
+	conds map[allocator.Key]metav1.Condition
+}
+
+func (l *LoadBalancer) lockService(k allocator.Key) func() {
+	h := fnv.New32a()
+	h.Write([]byte(k.Namespace))
+	h.Write([]byte{0})
+	h.Write([]byte(k.Name))
+	m := &l.serial[h.Sum32()%uint32(len(l.serial))]
+	m.Lock()
+	return m.Unlock
+}
+
+// poolUsage reports a pool's use for the status writer.
+func (l *LoadBalancer) poolUsage(pool string) (source.PoolUsage, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.alloc == nil || !l.claimed {
+		return source.PoolUsage{}, false
+	}
+	u, ok := l.alloc.Usage(pool)
+	if !ok {
+		// No Service holds anything of a pool the allocator has no record of.
+		return source.PoolUsage{InUse4: new(big.Int), InUse6: new(big.Int)}, true
+	}
+	return source.PoolUsage{InUse4: big.NewInt(int64(u.IPv4.InUse)), InUse6: big.NewInt(int64(u.IPv6.InUse))}, true
+}
+
+func (l *LoadBalancer) notifyUsage() {
+	if l.usageChanged != nil {
+		l.usageChanged()
+	}
+}
+
+// handles reports whether berth is responsible for the Service's load balancer.
+func (l *LoadBalancer) handles(svc *corev1.Service) bool {
+	if c := svc.Spec.LoadBalancerClass; c != nil {
+		return *c == l.class
+	}
+	return l.handleDefault
+}
+
+// GetLoadBalancer reports the addresses the Service holds.
+func (l *LoadBalancer) GetLoadBalancer(_ context.Context, _ string, svc *corev1.Service) (*corev1.LoadBalancerStatus, bool, error) {
+	if !l.handles(svc) {
+		return nil, false, nil
+	}
+	l.mu.Lock()
+	a, ok := l.alloc.Assigned(keyOf(svc))
+	l.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	return ingressFor(a), true, nil
+}
+
+// GetLoadBalancerName returns the conventional name; berth keeps nothing under it.
+func (l *LoadBalancer) GetLoadBalancerName(_ context.Context, _ string, svc *corev1.Service) string {
+	return cloudprovider.DefaultLoadBalancerName(svc)
+}
+
+// EnsureLoadBalancer assigns the Service its addresses (keeping those it holds) and returns
+// the status to write; it writes only the berth.dev/Allocated condition itself.
+func (l *LoadBalancer) EnsureLoadBalancer(ctx context.Context, _ string, svc *corev1.Service, _ []*corev1.Node) (*corev1.LoadBalancerStatus, error) {
+	if !l.handles(svc) {
+		return nil, cloudprovider.ImplementedElsewhere
+	}
+	a, err := l.ensure(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	return ingressFor(a), nil
+}
+
+// UpdateLoadBalancer has nothing to do: which nodes announce is the speakers' decision.
+func (l *LoadBalancer) UpdateLoadBalancer(context.Context, string, *corev1.Service, []*corev1.Node) error {
+	return nil
+}
+
+// EnsureLoadBalancerDeleted frees the Service's addresses.
+func (l *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *corev1.Service) error {
+	if !l.handles(svc) {
+		return cloudprovider.ImplementedElsewhere
+	}
+	l.release(ctx, svc)
+	return nil
+}
+
+func keyOf(svc *corev1.Service) allocator.Key {
+	return allocator.Key{Namespace: svc.Namespace, Name: svc.Name}
+}
+
+// ensure allocates for svc and records the outcome as an Event and a condition.
+func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocator.Assignment, error) {
+	defer l.lockService(keyOf(svc))()
+	logger := klog.FromContext(ctx).WithValues("service", klog.KObj(svc))
+	var nsLabels map[string]string
+	if ns, err := l.namespaces.Get(svc.Namespace); err == nil {
+		nsLabels = ns.Labels
+	} else if !apierrors.IsNotFound(err) {
+		return allocator.Assignment{}, fmt.Errorf("namespace of service %s: %w", klog.KObj(svc), err)
+	}
+	req, err := requestFor(svc, nsLabels)
+	if err != nil {
+		l.recorder.Event(svc, corev1.EventTypeWarning, EventBadRequest, err.Error())
+		return allocator.Assignment{}, errors.Join(err, l.setCondition(ctx, svc, metav1.ConditionFalse, EventBadRequest, err.Error()))
+	}
+
+	l.mu.Lock()
+	if !l.claimed {
+		l.mu.Unlock()
+		return allocator.Assignment{}, errNotReady
+	}
+	a, err := l.alloc.Allocate(req)
+	if err != nil {
+		l.pending[req.Key] = true
+	} else {
+		delete(l.pending, req.Key)
+	}
+	l.mu.Unlock()
+
+	if err != nil {
+		reason := string(allocator.InvalidRequest)
+		var ae *allocator.Error
+		if errors.As(err, &ae) {
+			reason = string(ae.Reason)
+		}
+		logger.V(2).Info("Allocation failed", "reason", reason, "err", err)
+		l.recorder.Event(svc, corev1.EventTypeWarning, reason, err.Error())
+		return a, errors.Join(fmt.Errorf("service %s: %w", klog.KObj(svc), err),
+			l.setCondition(ctx, svc, metav1.ConditionFalse, reason, err.Error()))
+	}
+	if !slices.Equal(a.IPs, ingressIPs(svc)) {
+		l.notifyUsage()
+		logger.V(2).Info("Allocated", "pool", a.Pool, "ips", a.IPs)
+		l.recorder.Eventf(svc, corev1.EventTypeNormal, EventIPAllocated, "Assigned %s from pool %q", joinAddrs(a), a.Pool)
+	}
+	msg := fmt.Sprintf("%s from pool %q", joinAddrs(a), a.Pool)
+	return a, l.setCondition(ctx, svc, metav1.ConditionTrue, EventIPAllocated, msg)
+}
+
+// release frees what the Service holds and retries the Services waiting for an address.
+func (l *LoadBalancer) release(ctx context.Context, svc *corev1.Service) {
+	key := keyOf(svc)
+	l.mu.Lock()
+	a, held := l.alloc.Assigned(key)
+	l.alloc.Release(key)
+	delete(l.pending, key)
+	delete(l.conds, key)
+	waiting := l.pendingKeys()
+	l.mu.Unlock()
+	if held {
+		l.notifyUsage()
+		klog.FromContext(ctx).V(2).Info("Released", "service", klog.KObj(svc), "ips", a.IPs)
+		l.recorder.Eventf(svc, corev1.EventTypeNormal, EventIPReleased, "Released %s to pool %q", joinAddrs(a), a.Pool)
+		l.retry(waiting)
+	}
+}
+
+// pendingKeys returns the waiting Services, sorted; l.mu must be held.
+func (l *LoadBalancer) pendingKeys() []allocator.Key {
+	keys := make([]allocator.Key, 0, len(l.pending))
+	for k := range l.pending {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b allocator.Key) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
+	return keys
+}
+
+func (l *LoadBalancer) retry(keys []allocator.Key) {
+	if len(keys) > 0 && l.kick != nil {
+		l.kick(keys)
+	}
+}
+
+// SetConfig switches the allocator to a new snapshot and re-examines only the Services it
+// affects, plus the waiting ones when the pools grew.
+func (l *LoadBalancer) SetConfig(snap *config.Snapshot) {
+	l.mu.Lock()
+	if l.alloc == nil {
+		l.alloc = allocator.New(snap)
+		l.mu.Unlock()
+		return
+	}
+	keys, widened := l.alloc.SetConfig(snap)
+	if widened {
+		keys = append(keys, l.pendingKeys()...)
+	}
+	l.mu.Unlock()
+	l.retry(keys)
+}
+
+// setCondition writes the berth.dev/Allocated condition when it differs from the Service's.
+func (l *LoadBalancer) setCondition(ctx context.Context, svc *corev1.Service, status metav1.ConditionStatus, reason, msg string) error {
+	key := keyOf(svc)
+	l.mu.Lock()
+	have, known := l.conds[key]
+	l.mu.Unlock()
+	if !known {
+		if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated); c != nil {
+			have, known = *c, true
+		}
+	}
+	if known && have.Status == status && have.Reason == reason && have.Message == msg && have.ObservedGeneration == svc.Generation {
+		return nil
+	}
+	cond := metav1.Condition{
+		Type: ConditionAllocated, Status: status, Reason: reason, Message: msg,
+		ObservedGeneration: svc.Generation, LastTransitionTime: metav1.NewTime(l.clock.Now()),
+	}
+	if known && have.Status == status {
+		cond.LastTransitionTime = have.LastTransitionTime
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []metav1.Condition{cond}}})
+	if err != nil {
+		return err
+	}
+	_, err = l.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("set condition on service %s: %w", klog.KObj(svc), err)
+	}
+	l.mu.Lock()
+	l.conds[key] = cond
+	l.mu.Unlock()
+	return nil
+}
+
+func joinAddrs(a allocator.Assignment) string {
+	s := make([]string, len(a.IPs))
+	for i, ip := range a.IPs {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,46 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// The Secret holding memberlist's encryption key, created by the controller and read by
+// the speakers, which refuse to start without it.
+const (
+	MemberlistSecretName = "berth-memberlist"
+	MemberlistSecretKey  = "key"
+)
+
+// EnsureMemberlistSecret creates the memberlist Secret with a random AES-256 key in
+// namespace, unless it exists; an existing key is never replaced, since speakers with
+// different keys could not talk.
+func EnsureMemberlistSecret(ctx context.Context, c kubernetes.Interface, namespace string) error {
+	_, err := c.CoreV1().Secrets(namespace).Get(ctx, MemberlistSecretName, metav1.GetOptions{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("read secret %s/%s: %w", namespace, MemberlistSecretName, err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: MemberlistSecretName,
+			Labels: map[string]string{"app.kubernetes.io/name": "berth", "app.kubernetes.io/component": "memberlist"}},
+		Data: map[string][]byte{MemberlistSecretKey: key},
+	}
+	_, err = c.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create secret %s/%s: %w", namespace, MemberlistSecretName, err)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package controller
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/controller/allocator"
+)
+
+// Annotations a Service may carry.
+const (
+	// AnnotationLoadBalancerIPs requests addresses, comma-separated, at most one per family.
+	AnnotationLoadBalancerIPs = "berth.dev/load-balancer-ips"
+	// AnnotationPool names the pool to allocate from.
+	AnnotationPool = "berth.dev/pool"
+	// AnnotationSharingKey lets Services with the same key share an IP.
+	AnnotationSharingKey = "berth.dev/sharing-key"
+)
+
+// requestFor translates a Service and its namespace's labels into an allocator request.
+// It fails on annotations a user got wrong, with a message naming the annotation.
+func requestFor(svc *corev1.Service, nsLabels map[string]string) (allocator.Request, error) {
+	req := allocator.Request{
+		Key:             allocator.Key{Namespace: svc.Namespace, Name: svc.Name},
+		Created:         svc.CreationTimestamp.Time,
+		ServiceLabels:   labels.Set(svc.Labels),
+		NamespaceLabels: labels.Set(nsLabels),
+		Pool:            svc.Annotations[AnnotationPool],
+		SharingKey:      svc.Annotations[AnnotationSharingKey],
+		LocalTraffic:    svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		Selector:        labels.Set(svc.Spec.Selector).String(),
+	}
+	for _, f := range svc.Spec.IPFamilies {
+		switch f {
+		case corev1.IPv4Protocol:
+			req.Families = append(req.Families, config.IPv4)
+		case corev1.IPv6Protocol:
+			req.Families = append(req.Families, config.IPv6)
+		}
+	}
+	if len(req.Families) == 0 {
+		// The apiserver always fills ipFamilies; a Service without them is single-stack
+		// IPv4, as before dual-stack existed.
+		req.Families = []config.Family{config.IPv4}
+	}
+	if p := svc.Spec.IPFamilyPolicy; p != nil {
+		req.Policy = allocator.FamilyPolicy(*p)
+	}
+	for _, p := range svc.Spec.Ports {
+		req.Ports = append(req.Ports, allocator.Port{Protocol: string(p.Protocol), Port: p.Port})
+	}
+	var err error
+	if req.RequestedIPs, err = requestedIPs(svc); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// requestedIPs merges spec.loadBalancerIP and the load-balancer-ips annotation.
+func requestedIPs(svc *corev1.Service) ([]netip.Addr, error) {
+	var out []netip.Addr
+	add := func(s, from string) error {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil || a.Zone() != "" || a.Is4In6() {
+			return fmt.Errorf("%s: %q is not an IPv4 or IPv6 address", from, s)
+		}
+		for _, o := range out {
+			if o == a {
+				return nil
+			}
+		}
+		out = append(out, a)
+		return nil
+	}
+	if ip := svc.Spec.LoadBalancerIP; ip != "" {
+		if err := add(ip, "spec.loadBalancerIP"); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := svc.Annotations[AnnotationLoadBalancerIPs]; ok {
+		for _, s := range strings.Split(v, ",") {
+			if err := add(s, "annotation "+AnnotationLoadBalancerIPs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// ingressFor renders an assignment as the Service's load-balancer status.
+func ingressFor(a allocator.Assignment) *corev1.LoadBalancerStatus {
+	mode := corev1.LoadBalancerIPModeVIP
+	if a.IPMode == "Proxy" {
+		mode = corev1.LoadBalancerIPModeProxy
+	}
+	st := &corev1.LoadBalancerStatus{}
+	for _, ip := range a.IPs {
+		m := mode
+		st.Ingress = append(st.Ingress, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &m})
+	}
+	return st
+}
+
+// ingressIPs returns the addresses in a Service's status.
+func ingressIPs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(in.IP); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
