@@ -49,9 +49,13 @@ func TestDependencyArrows(t *testing.T) {
 		{"speaker never imports controller", func(p string) bool { return under(p, "speaker") },
 			func(d string) bool { return under(d, "controller") }},
 		{"controller never imports speaker or executors", func(p string) bool { return under(p, "controller") },
-			func(d string) bool { return under(d, "speaker") || under(d, "bgp") || under(d, "l2") || under(d, "datapath") }},
+			func(d string) bool {
+				return under(d, "speaker") || under(d, "bgp") || under(d, "l2") || under(d, "datapath")
+			}},
 		{"config is pure: no client-go", func(p string) bool { return p == module+"/config" },
-			func(d string) bool { return strings.HasPrefix(d, "k8s.io/client-go/") || strings.HasPrefix(d, "sigs.k8s.io/controller-runtime") }},
+			func(d string) bool {
+				return strings.HasPrefix(d, "k8s.io/client-go/") || strings.HasPrefix(d, "sigs.k8s.io/controller-runtime")
+			}},
 		{"API types import nothing of berth", func(p string) bool { return p == module+"/config/v1alpha1" },
 			func(d string) bool { return strings.HasPrefix(d, module+"/") }},
 		{"lab only in tests, e2e and berthctl",
