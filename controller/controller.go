@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -41,6 +42,8 @@ type Options struct {
 	Workers int
 	// ClusterName is passed to the cloud-provider interface.
 	ClusterName string
+	// Registerer receives the controller's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Controller runs berth's allocation: the config watcher, the upstream service controller
@@ -100,6 +103,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		pending:       map[allocator.Key]bool{},
 		conds:         map[allocator.Key]metav1.Condition{},
 	}
+	c.lb.metrics = newMetrics(c.opts.Registerer, c.lb)
 	loop := newClassLoop(c.lb, c.client, svcInf.Lister())
 	c.lb.kick = loop.kick
 	if _, err := svcInf.Informer().AddEventHandler(loop.handlers()); err != nil {

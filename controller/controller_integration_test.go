@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -577,4 +579,67 @@ func TestPoolInUse(t *testing.T) {
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(klog.NewKlogr())
 	os.Exit(m.Run())
+}
+
+// TestMetrics checks the pool gauges and the counters against what the test did.
+func TestMetrics(t *testing.T) {
+	s := newSite(t)
+	s.pool(t, "tiny", nil, "203.0.113.0/31", "2001:db8:113::/64")
+	reg := prometheus.NewRegistry()
+	s.runController(t, controller.Options{HandleDefaultClass: true, Registerer: reg})
+	ns := s.namespace(t, "metrics")
+	for _, n := range []string{"a", "b", "c"} {
+		s.service(t, ns, n, withClass(berthClass))
+	}
+	s.waitIngress(t, ns, "a", 10*time.Second, hasIPs(1))
+	s.waitIngress(t, ns, "b", 10*time.Second, hasIPs(1))
+	s.waitCondition(t, ns, "c", metav1.ConditionFalse, "PoolExhausted")
+
+	want := `
+# HELP berth_allocator_addresses_capacity Addresses a pool can hand out, by pool and family (an IPv6 /64 is 1.8e19).
+# TYPE berth_allocator_addresses_capacity gauge
+berth_allocator_addresses_capacity{family="ipv4",pool="tiny"} 2
+berth_allocator_addresses_capacity{family="ipv6",pool="tiny"} 1.8446744073709552e+19
+# HELP berth_allocator_addresses_in_use Addresses Services hold, by pool and family.
+# TYPE berth_allocator_addresses_in_use gauge
+berth_allocator_addresses_in_use{family="ipv4",pool="tiny"} 2
+berth_allocator_addresses_in_use{family="ipv6",pool="tiny"} 0
+# HELP berth_controller_allocations_total Services given new addresses, by pool.
+# TYPE berth_controller_allocations_total counter
+berth_controller_allocations_total{pool="tiny"} 2
+# HELP berth_controller_pending_services Services waiting for an address.
+# TYPE berth_controller_pending_services gauge
+berth_controller_pending_services 1
+`
+	names := []string{"berth_allocator_addresses_capacity", "berth_allocator_addresses_in_use",
+		"berth_controller_allocations_total", "berth_controller_pending_services"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	if n := counterValue(t, reg, "berth_controller_allocation_failures_total", "reason", "PoolExhausted"); n < 1 {
+		t.Errorf("allocation failures for PoolExhausted = %v, want at least 1", n)
+	}
+}
+
+// counterValue returns the value of a gathered counter with one label set to value.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, label, value)
+	return 0
 }

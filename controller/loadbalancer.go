@@ -58,6 +58,7 @@ type LoadBalancer struct {
 	namespaces    corelisters.NamespaceLister
 	recorder      record.EventRecorder
 	clock         clock.PassiveClock
+	metrics       *metrics
 
 	mu      sync.Mutex
 	alloc   *allocator.Allocator
@@ -179,6 +180,7 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 	}
 	req, err := requestFor(svc, nsLabels)
 	if err != nil {
+		l.metrics.failures.WithLabelValues(EventBadRequest).Inc()
 		l.recorder.Event(svc, corev1.EventTypeWarning, EventBadRequest, err.Error())
 		return allocator.Assignment{}, errors.Join(err, l.setCondition(ctx, svc, metav1.ConditionFalse, EventBadRequest, err.Error()))
 	}
@@ -188,6 +190,7 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 		l.mu.Unlock()
 		return allocator.Assignment{}, errNotReady
 	}
+	prev, _ := l.alloc.Assigned(req.Key)
 	a, err := l.alloc.Allocate(req)
 	if err != nil {
 		l.pending[req.Key] = true
@@ -202,13 +205,16 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 		if errors.As(err, &ae) {
 			reason = string(ae.Reason)
 		}
+		l.metrics.failures.WithLabelValues(reason).Inc()
 		logger.V(2).Info("Allocation failed", "reason", reason, "err", err)
 		l.recorder.Event(svc, corev1.EventTypeWarning, reason, err.Error())
 		return a, errors.Join(fmt.Errorf("service %s: %w", klog.KObj(svc), err),
 			l.setCondition(ctx, svc, metav1.ConditionFalse, reason, err.Error()))
 	}
-	if !slices.Equal(a.IPs, ingressIPs(svc)) {
+	// Judge "new" by the allocator's record: the Service copy may predate our last write.
+	if !slices.Equal(a.IPs, prev.IPs) {
 		l.notifyUsage()
+		l.metrics.allocations.WithLabelValues(a.Pool).Inc()
 		logger.V(2).Info("Allocated", "pool", a.Pool, "ips", a.IPs)
 		l.recorder.Eventf(svc, corev1.EventTypeNormal, EventIPAllocated, "Assigned %s from pool %q", joinAddrs(a), a.Pool)
 	}

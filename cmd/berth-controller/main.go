@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -58,7 +61,7 @@ func main() {
 	fs.StringVar(&o.controller.ClusterName, "cluster-name", "kubernetes", "cluster name given to the cloud-provider interface")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader on a Lease; only the leader allocates")
 	fs.StringVar(&o.identity, "leader-elect-identity", envOr("POD_NAME", hostname()), "this replica's identity in the Lease")
-	fs.StringVar(&o.healthAddr, "health-bind-address", ":10351", "address of /healthz and /readyz; empty turns them off")
+	fs.StringVar(&o.healthAddr, "health-bind-address", ":10351", "address of /metrics, /healthz and /readyz; empty turns them off")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
@@ -117,6 +120,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.controller.Registerer = reg
 	ctrl, err := controller.New(kc, cache, crc, o.controller)
 	if err != nil {
 		return err
@@ -125,7 +131,7 @@ func run(ctx context.Context, o options) error {
 	var elector *leaderelection.HealthzAdaptor
 	if o.healthAddr != "" {
 		elector = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
-		if err := serveHealth(ctx, o.healthAddr, elector, ctrl); err != nil {
+		if err := serveHealth(ctx, o.healthAddr, elector, ctrl, reg); err != nil {
 			return err
 		}
 	}
@@ -185,14 +191,15 @@ func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderele
 	return nil
 }
 
-// serveHealth serves /healthz (the process and its lease are alive) and /readyz (this
+// serveHealth serves /metrics, /healthz (the process and its lease are alive) and /readyz (this
 // replica is a standby, or the leader has claimed every address and allocates).
-func serveHealth(ctx context.Context, addr string, hz *leaderelection.HealthzAdaptor, ctrl *controller.Controller) error {
+func serveHealth(ctx context.Context, addr string, hz *leaderelection.HealthzAdaptor, ctrl *controller.Controller, reg *prometheus.Registry) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health endpoint: %w", err)
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := hz.Check(r); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)

@@ -3,6 +3,7 @@ package allocator
 import (
 	"math/big"
 	"net/netip"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -118,4 +119,18 @@ func (a *Allocator) Usage(pool string) (PoolUsage, bool) {
 		IPv6:    FamilyUsage{InUse: p.inUse[1], Capacity: new(big.Int).Set(p.capacity(config.IPv6))},
 		Retired: p.retired,
 	}, true
+}
+
+// Pools returns the names of the pools Usage reports on: those in the configuration and
+// the retired ones Services still hold addresses of, sorted.
+func (a *Allocator) Pools() []string {
+	names := make([]string, 0, len(a.live)+len(a.retired))
+	for n := range a.live {
+		names = append(names, n)
+	}
+	for n := range a.retired {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }

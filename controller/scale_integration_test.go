@@ -1,0 +1,816 @@
+//go:build integration
+
+package controller_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/berthlb/berth/controller"
+)
+
+// The scale tests run the real berth-controller binary against 2,000 Services: half
+// without a class (the upstream service controller inside berth), half of berth's class;
+// one in ten IPv6-only and one in ten dual-stack, all from one pool.
+const (
+	scaleServices = 2000
+	scalePool4    = "198.51.96.0/20" // 4,096 addresses for at most 2,000 IPv4 Services
+	scalePool6    = "2001:db8:113::/64"
+	scaleNS       = "scale"
+	// scaleDeadline bounds the wait for every Service to hold its addresses; at the
+	// default 100 QPS berth needs about a minute for 2,000.
+	scaleDeadline = 6 * time.Minute
+)
+
+// TestScale builds berth-controller (and the baseline program) once and runs the scale
+// scenarios, each on a fresh control plane:
+//
+//   - RestartKeepsAddresses kills the controller with SIGKILL when about half of the
+//     Services, still being created, have addresses, starts it again, and checks that
+//     every address shown at the kill stays put and no two Services share one.
+//   - Throughput measures creation → allocated for berth-controller at its default QPS,
+//     burst and workers, and for controller/internal/baseline, which makes the same
+//     writes per Service with the same client settings but allocates nothing.
+func TestScale(t *testing.T) {
+	bins := buildScaleBinaries(t)
+	t.Run("RestartKeepsAddresses", func(t *testing.T) { testScaleRestart(t, bins) })
+	t.Run("Throughput", func(t *testing.T) { testScaleThroughput(t, bins) })
+}
+
+func testScaleRestart(t *testing.T, bins scaleBinaries) {
+	env := newScaleEnv(t)
+	berthArgs := []string{"-v=2"}
+	first := env.startBerth(t, bins, "berth-1", berthArgs...)
+	env.waitClaimed(t, first)
+	tr := startTracker(t, env.kc, scaleNS)
+
+	// Create at about the rate berth allocates, so the kill lands while Services are
+	// still arriving and the restarted controller finds some without any status at all.
+	creator := env.client(t, 40, 1)
+	start := time.Now()
+	created := make(chan error, 1)
+	go func() { created <- createServices(t.Context(), creator, scaleServices, 8, tr) }()
+
+	tr.waitAllocated(t, scaleServices/2, scaleDeadline, first, created)
+	first.kill()
+	killedAt := time.Since(start)
+	atKill := tr.count()
+	before := map[string]string{}
+	for _, svc := range env.listServices(t) {
+		if ips := ingress(&svc); len(ips) > 0 {
+			before[svc.Name] = joinIPs(ips)
+		}
+	}
+	t.Logf("SIGKILL after %s: %d Services created, %d with addresses (%d seen by the test's informer)",
+		killedAt.Round(time.Millisecond), tr.createdCount(), len(before), atKill)
+
+	restartedAt := time.Now()
+	second := env.startBerth(t, bins, "berth-2", berthArgs...)
+	claimed := env.waitClaimed(t, second)
+	ready := time.Since(restartedAt)
+	tr.waitAllocated(t, scaleServices, scaleDeadline, second, nil)
+	if err := <-created; err != nil {
+		t.Fatalf("create services: %v", err)
+	}
+	afterRestart := time.Since(restartedAt)
+	t.Logf("restart: claimed %s Services in %s, ready %s after start; all %d allocated %s after restart, %s after the first create",
+		claimed[1], claimed[2], ready.Round(time.Millisecond), scaleServices, afterRestart.Round(time.Millisecond),
+		time.Since(start).Round(time.Millisecond))
+
+	pool4, pool6 := netip.MustParsePrefix(scalePool4), netip.MustParsePrefix(scalePool6)
+	kept := map[string]string{}
+	holder := map[netip.Addr]string{}
+	for _, svc := range env.listServices(t) {
+		ips := ingress(&svc)
+		if _, ok := before[svc.Name]; ok {
+			kept[svc.Name] = joinIPs(ips)
+		}
+		if want := len(svc.Spec.IPFamilies); len(ips) != want {
+			t.Errorf("%s: ingress %v, want %d addresses for families %v", svc.Name, ips, want, svc.Spec.IPFamilies)
+		}
+		for _, ip := range ips {
+			if !pool4.Contains(ip) && !pool6.Contains(ip) {
+				t.Errorf("%s: %s is outside the pool (%s, %s)", svc.Name, ip, scalePool4, scalePool6)
+			}
+			if other, dup := holder[ip]; dup {
+				t.Errorf("%s and %s share %s without a sharing key", other, svc.Name, ip)
+			}
+			holder[ip] = svc.Name
+		}
+		c := meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated)
+		if c == nil || c.Status != metav1.ConditionTrue || !strings.HasPrefix(c.Message, joinIPs(ips)+" ") {
+			t.Errorf("%s: ingress %v but condition %s", svc.Name, ips, conditionSummary(&svc))
+		}
+	}
+	if d := cmp.Diff(before, kept); d != "" {
+		t.Errorf("addresses shown at the kill changed across the restart (-at kill +now):\n%s", d)
+	}
+	if got := len(holder); got < scaleServices {
+		t.Errorf("%d addresses in use for %d Services", got, scaleServices)
+	}
+	evs, err := env.kc.CoreV1().Events(scaleNS).List(t.Context(), metav1.ListOptions{FieldSelector: "reason=" + controller.EventIPReclaimed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		t.Errorf("%s: %s %s", e.InvolvedObject.Name, e.Reason, e.Message)
+	}
+}
+
+func testScaleThroughput(t *testing.T, bins scaleBinaries) {
+	qps, burst, workers := controllerDefaults(t, bins.controller)
+	t.Logf("berth-controller defaults: --kube-api-qps=%s --kube-api-burst=%s --workers=%s", qps, burst, workers)
+
+	berth := measureScaleRun(t, "berth-controller", func(t *testing.T, env *scaleEnv) *process {
+		p := env.startBerth(t, bins, "berth")
+		env.waitClaimed(t, p)
+		return p
+	})
+	var clientCounts map[string]int
+	countsFile := filepath.Join(t.TempDir(), "baseline-counts.json")
+	base := measureScaleRun(t, "baseline", func(t *testing.T, env *scaleEnv) *process {
+		p := startProcess(t, "baseline", bins.baseline, filepath.Join(env.dir, "baseline.log"),
+			"--kubeconfig="+env.kubeconfig, "--kube-api-qps="+qps, "--kube-api-burst="+burst, "--workers="+workers,
+			"--counts="+countsFile)
+		waitLog(t, p, regexp.MustCompile(`"Baseline ready"`), time.Minute)
+		return p
+	})
+	data, err := os.ReadFile(countsFile)
+	if err != nil {
+		t.Fatalf("baseline request counts: %v", err)
+	}
+	if err := json.Unmarshal(data, &clientCounts); err != nil {
+		t.Fatalf("baseline request counts: %v", err)
+	}
+
+	for _, r := range []scaleRun{berth, base} {
+		t.Logf("%-16s %d Services allocated in %s (%.1f Services/s; creation took %s); create→allocated p50 %s p99 %s max %s",
+			r.name, scaleServices, r.wall.Round(time.Millisecond), r.throughput(), r.creation.Round(time.Millisecond),
+			r.latency(0.50), r.latency(0.99), r.latency(1))
+		t.Logf("%-16s API writes per Service %.2f: %s; Events by reason: %s; other writes: %s",
+			r.name, r.perService(), r.serviceWrites(), r.eventReasons(), r.otherWrites())
+	}
+	t.Logf("baseline client-side counts (cross-check of the apiserver's): %v", clientCounts)
+	ratio := berth.throughput() / base.throughput()
+	verdict := "meets"
+	if ratio < 0.8 {
+		verdict = "BELOW"
+	}
+	t.Logf("berth/baseline throughput ratio %.2f (%s the 0.8 target); API writes per Service: berth %.2f, baseline %.2f",
+		ratio, verdict, berth.perService(), base.perService())
+}
+
+// scaleRun is one measured run of a program allocating scaleServices Services.
+type scaleRun struct {
+	name     string
+	wall     time.Duration // first create started → last Service allocated
+	creation time.Duration // first create started → last create returned
+	latency  func(q float64) time.Duration
+	writes   map[string]float64 // apiserver_request_total growth, test's own creates removed
+	events   map[string]int32   // Event reason → count, aggregated Events counted by their count
+}
+
+func (r scaleRun) throughput() float64 { return float64(scaleServices) / r.wall.Seconds() }
+
+// isPerService reports whether a "VERB resource" key is a write made for each Service.
+func isPerService(k string) bool {
+	verb, res, _ := strings.Cut(k, " ")
+	if verb == "GET" || verb == "LIST" || verb == "WATCH" {
+		return false
+	}
+	return res == "services" || res == "services/status" || res == "events"
+}
+
+func (r scaleRun) perService() float64 {
+	var n float64
+	for k, v := range r.writes {
+		if isPerService(k) {
+			n += v
+		}
+	}
+	return n / scaleServices
+}
+
+func (r scaleRun) serviceWrites() string {
+	var parts []string
+	for _, k := range slices.Sorted(mapKeys(r.writes)) {
+		if isPerService(k) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, r.writes[k]/scaleServices))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r scaleRun) otherWrites() string {
+	var parts []string
+	for _, k := range slices.Sorted(mapKeys(r.writes)) {
+		verb, _, _ := strings.Cut(k, " ")
+		if !isPerService(k) && verb != "GET" && verb != "LIST" && verb != "WATCH" {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, r.writes[k]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r scaleRun) eventReasons() string {
+	var parts []string
+	for _, k := range slices.Sorted(mapKeys(r.events)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(r.events[k])/scaleServices))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// measureScaleRun starts a fresh control plane and the program under test, creates
+// scaleServices Services as fast as the apiserver takes them, and measures until every
+// one holds its addresses and the program's Events have been written.
+func measureScaleRun(t *testing.T, name string, start func(*testing.T, *scaleEnv) *process) scaleRun {
+	t.Helper()
+	env := newScaleEnv(t)
+	p := start(t, env)
+	tr := startTracker(t, env.kc, scaleNS)
+	before := apiRequests(t, env.kc)
+
+	creator := env.client(t, -1, 0)
+	begin := time.Now()
+	created := make(chan error, 1)
+	go func() { created <- createServices(t.Context(), creator, scaleServices, 16, tr) }()
+	var creation time.Duration
+	go func() {
+		// Read by the caller only after waitAllocated, when creation is long done.
+		<-tr.allCreated
+		creation = time.Since(begin)
+	}()
+	tr.waitAllocated(t, scaleServices, scaleDeadline, p, created)
+	if err := <-created; err != nil {
+		t.Fatalf("create services: %v", err)
+	}
+	wall := tr.lastAllocated().Sub(begin)
+	after := waitEventsWritten(t, env.kc)
+	p.stop(t)
+
+	writes := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			writes[k] = d
+		}
+	}
+	writes["POST services"] -= scaleServices // the test's own creates
+	if writes["POST services"] <= 0 {
+		delete(writes, "POST services")
+	}
+	events := map[string]int32{}
+	evs, err := env.kc.CoreV1().Events(scaleNS).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		events[e.Reason] += max(e.Count, 1)
+	}
+	return scaleRun{name: name, wall: wall, creation: creation, latency: tr.latency, writes: writes, events: events}
+}
+
+// waitEventsWritten waits until the apiserver has seen no Event write for two seconds
+// (Event broadcasters write behind the controller's back) and returns the request counts.
+func waitEventsWritten(t *testing.T, kc kubernetes.Interface) map[string]float64 {
+	t.Helper()
+	var last float64
+	var counts map[string]float64
+	changed := time.Now()
+	err := wait.PollUntilContextTimeout(t.Context(), 500*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		counts = apiRequests(t, kc)
+		n := counts["POST events"] + counts["PATCH events"]
+		if n != last {
+			last, changed = n, time.Now()
+		}
+		return time.Since(changed) >= 2*time.Second, nil
+	})
+	if err != nil {
+		t.Fatalf("Event writes did not settle; last count %.0f", last)
+	}
+	return counts
+}
+
+// scaleEnv is a fresh control plane with berth's CRDs, one big pool, three Nodes and the
+// Services' namespace.
+type scaleEnv struct {
+	cp         *rest.Config
+	kc         kubernetes.Interface // admin, unthrottled: the test's reads
+	kubeconfig string               // admin kubeconfig for the programs under test
+	dir        string
+}
+
+func newScaleEnv(t *testing.T) *scaleEnv {
+	t.Helper()
+	s := newSite(t)
+	s.pool(t, "scale", nil, scalePool4, scalePool6)
+	env := &scaleEnv{cp: s.cp.Config, dir: t.TempDir()}
+	env.kc = env.client(t, -1, 0)
+	ctx := t.Context()
+	// Nodes, so that the upstream controller sees a cluster and not "no available nodes".
+	for i := range 3 {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", i)}}
+		if _, err := env.kc.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: scaleNS}}
+	if _, err := env.kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.kubeconfig = filepath.Join(env.dir, "kubeconfig")
+	writeKubeconfig(t, env.cp, env.kubeconfig)
+	return env
+}
+
+// client returns an admin clientset at qps (negative: no client-side limit).
+func (e *scaleEnv) client(t *testing.T, qps float32, burst int) kubernetes.Interface {
+	t.Helper()
+	cfg := rest.CopyConfig(e.cp)
+	cfg.QPS, cfg.Burst = qps, burst
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc
+}
+
+func (e *scaleEnv) startBerth(t *testing.T, bins scaleBinaries, name string, extra ...string) *process {
+	t.Helper()
+	args := append([]string{
+		"--kubeconfig=" + e.kubeconfig,
+		"--leader-elect=false",
+		"--health-bind-address=" + freeAddr(t),
+		"--namespace=default",
+	}, extra...)
+	return startProcess(t, name, bins.controller, filepath.Join(e.dir, name+".log"), args...)
+}
+
+var claimedLine = regexp.MustCompile(`"Claimed addresses in use".* services=(\d+) duration="?([^"\s]+)`)
+
+// waitClaimed waits for the controller to log that it claimed the addresses in use, the
+// point from which it allocates, and returns the line's services and duration.
+func (e *scaleEnv) waitClaimed(t *testing.T, p *process) []string {
+	t.Helper()
+	return waitLog(t, p, claimedLine, time.Minute)
+}
+
+func (e *scaleEnv) listServices(t *testing.T) []corev1.Service {
+	t.Helper()
+	l, err := e.kc.CoreV1().Services(scaleNS).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+// scaleService is the i-th Service: odd ones of berth's class, every tenth from 3
+// IPv6-only, every tenth from 7 dual-stack.
+func scaleService(i int) *corev1.Service {
+	name := fmt.Sprintf("svc-%04d", i)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: scaleNS, Name: name},
+		Spec: corev1.ServiceSpec{
+			Type:                          corev1.ServiceTypeLoadBalancer,
+			AllocateLoadBalancerNodePorts: ptr.To(false),
+			Selector:                      map[string]string{"app": name},
+			Ports:                         []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}
+	if i%2 == 1 {
+		svc.Spec.LoadBalancerClass = ptr.To(berthClass)
+	}
+	switch i % 10 {
+	case 3:
+		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)
+		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+	case 7:
+		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
+		svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	}
+	return svc
+}
+
+// createServices creates Services 0..n-1 from workers goroutines and returns the first
+// error; the tracker learns when each creation started.
+func createServices(ctx context.Context, kc kubernetes.Interface, n, workers int, tr *tracker) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				svc := scaleService(i)
+				tr.creating(svc.Name)
+				if _, err := kc.CoreV1().Services(scaleNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+					errs <- fmt.Errorf("create service %s: %w", svc.Name, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(tr.allCreated)
+	close(errs)
+	return <-errs
+}
+
+// tracker watches the Services and records when each creation started and when the
+// Service first showed addresses.
+type tracker struct {
+	mu         sync.Mutex
+	created    map[string]time.Time
+	allocated  map[string]time.Time
+	last       time.Time
+	allCreated chan struct{}
+}
+
+func startTracker(t *testing.T, kc kubernetes.Interface, ns string) *tracker {
+	t.Helper()
+	tr := &tracker{created: map[string]time.Time{}, allocated: map[string]time.Time{}, allCreated: make(chan struct{})}
+	factory := informers.NewSharedInformerFactoryWithOptions(kc, 0, informers.WithNamespace(ns))
+	inf := factory.Core().V1().Services().Informer()
+	observe := func(obj any) {
+		if svc, ok := obj.(*corev1.Service); ok && len(svc.Status.LoadBalancer.Ingress) > 0 {
+			tr.observe(svc.Name, time.Now())
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, cur any) { observe(cur) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	factory.Start(stop)
+	t.Cleanup(func() { close(stop); factory.Shutdown() })
+	if !cache.WaitForCacheSync(t.Context().Done(), inf.HasSynced) {
+		t.Fatal("tracker informer did not sync")
+	}
+	return tr
+}
+
+func (tr *tracker) creating(name string) {
+	tr.mu.Lock()
+	tr.created[name] = time.Now()
+	tr.mu.Unlock()
+}
+
+func (tr *tracker) observe(name string, at time.Time) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if _, ok := tr.allocated[name]; !ok {
+		tr.allocated[name] = at
+		tr.last = at
+	}
+}
+
+func (tr *tracker) count() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.allocated)
+}
+
+func (tr *tracker) createdCount() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.created)
+}
+
+func (tr *tracker) lastAllocated() time.Time {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.last
+}
+
+// latency returns the q-quantile of create started → first seen with addresses.
+func (tr *tracker) latency(q float64) time.Duration {
+	tr.mu.Lock()
+	var lat []time.Duration
+	for name, at := range tr.allocated {
+		if c, ok := tr.created[name]; ok {
+			lat = append(lat, at.Sub(c))
+		}
+	}
+	tr.mu.Unlock()
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	i := int(q*float64(len(lat))+0.5) - 1
+	return lat[min(max(i, 0), len(lat)-1)].Round(time.Millisecond)
+}
+
+// waitAllocated waits until n Services hold addresses. It fails early when the program
+// exits or the creators fail (created, if not nil, is only peeked at).
+func (tr *tracker) waitAllocated(t *testing.T, n int, timeout time.Duration, p *process, created chan error) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("%s exited: %v", p.name, p.err)
+		}
+		select {
+		case err := <-created:
+			created <- err // leave it for the caller
+			if err != nil {
+				return false, err
+			}
+		default:
+		}
+		return tr.count() >= n, nil
+	})
+	if err != nil {
+		t.Fatalf("want %d Services with addresses: %v; %d have them, %d created", n, err, tr.count(), tr.createdCount())
+	}
+}
+
+// apiRequests reads the apiserver's apiserver_request_total and sums it by
+// "VERB resource[/subresource]".
+func apiRequests(t *testing.T, kc kubernetes.Interface) map[string]float64 {
+	t.Helper()
+	raw, err := kc.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
+	if err != nil {
+		t.Fatalf("apiserver metrics: %v", err)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(line, "} ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		l := parseLabels(labels)
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		out[key] += v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("apiserver metrics: %v", err)
+	}
+	return out
+}
+
+// parseLabels parses the inside of a Prometheus text-format label set.
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for s != "" {
+		name, rest, ok := strings.Cut(s, `="`)
+		if !ok {
+			break
+		}
+		var val strings.Builder
+		i := 0
+		for ; i < len(rest) && rest[i] != '"'; i++ {
+			if rest[i] == '\\' && i+1 < len(rest) {
+				i++
+			}
+			val.WriteByte(rest[i])
+		}
+		out[strings.TrimPrefix(name, ",")] = val.String()
+		if i >= len(rest) {
+			break
+		}
+		s = strings.TrimPrefix(rest[i+1:], ",")
+	}
+	return out
+}
+
+// scaleBinaries are built once per test binary run.
+type scaleBinaries struct{ controller, baseline string }
+
+func buildScaleBinaries(t *testing.T) scaleBinaries {
+	t.Helper()
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go not found to build berth-controller: %v", err)
+	}
+	start := time.Now()
+	cmd := exec.Command(goBin, "build", "-o", dir+"/", "./cmd/berth-controller", "./controller/internal/baseline")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Logf("built berth-controller and baseline in %s", time.Since(start).Round(time.Millisecond))
+	return scaleBinaries{controller: filepath.Join(dir, "berth-controller"), baseline: filepath.Join(dir, "baseline")}
+}
+
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+var flagDefault = regexp.MustCompile(`(?m)^\s+-(kube-api-qps|kube-api-burst|workers) \w+\n\s+.*\(default ([0-9.]+)\)`)
+
+// controllerDefaults reads berth-controller's default QPS, burst and workers from its
+// -help, so the baseline always runs with what the controller runs with.
+func controllerDefaults(t *testing.T, bin string) (qps, burst, workers string) {
+	t.Helper()
+	out, _ := exec.Command(bin, "-help").CombinedOutput() // -help exits 0 or 2 by Go version
+	got := map[string]string{}
+	for _, m := range flagDefault.FindAllStringSubmatch(string(out), -1) {
+		got[m[1]] = m[2]
+	}
+	if len(got) != 3 {
+		t.Fatalf("defaults of --kube-api-qps, --kube-api-burst and --workers not found in berth-controller -help:\n%s", out)
+	}
+	return got["kube-api-qps"], got["kube-api-burst"], got["workers"]
+}
+
+// writeKubeconfig writes the admin rest.Config of the control plane as a kubeconfig.
+func writeKubeconfig(t *testing.T, cfg *rest.Config, path string) {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
+	kc.CurrentContext = "envtest"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func joinIPs(ips []netip.Addr) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// process is a program the test started; only its own PID is ever signalled.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func startProcess(t *testing.T, name, bin, logPath string, args ...string) *process {
+	t.Helper()
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s log (%s), last lines:\n%s", name, logPath, tail(logPath, 30))
+		}
+	})
+	return p
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL unless the process is gone, and reaps it.
+func (p *process) kill() {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+// stop asks the process to end with SIGTERM and reaps it, killing it after 30 s.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not stop on SIGTERM within 30s", p.name)
+		p.kill()
+	}
+}
+
+// waitLog waits until the process's log matches re and returns the submatches.
+func waitLog(t *testing.T, p *process, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	var m []string
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		data, err := os.ReadFile(p.log)
+		if err != nil {
+			return false, err
+		}
+		if m = re.FindStringSubmatch(string(data)); m != nil {
+			return true, nil
+		}
+		if p.exited() {
+			return false, fmt.Errorf("%s exited: %v", p.name, p.err)
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: no log line matching %q: %v; last lines:\n%s", p.name, re, err, tail(p.log, 30))
+	}
+	return m
+}
+
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
