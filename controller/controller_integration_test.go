@@ -643,3 +643,87 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
 }
+
+// TestPoolShrink moves only the Service whose address left the pool, with an Event.
+func TestPoolShrink(t *testing.T) {
+	s := newSite(t)
+	s.pool(t, "p", nil, "203.0.113.0/29")
+	s.runController(t, controller.Options{HandleDefaultClass: true})
+	ns := s.namespace(t, "shrink")
+	var held []*corev1.Service
+	for _, n := range []string{"a", "b", "c"} {
+		s.service(t, ns, n, withClass(berthClass))
+		held = append(held, s.waitIngress(t, ns, n, 10*time.Second, hasIPs(1)))
+	}
+	c := ingress(held[2])[0]
+	// Keep every address but c's.
+	var keep []v1alpha1.AddressRange
+	for _, r := range []string{"203.0.113.0/29"} {
+		pre := netip.MustParsePrefix(r)
+		for a := pre.Addr(); pre.Contains(a); a = a.Next() {
+			if a != c {
+				keep = append(keep, v1alpha1.AddressRange(a.String()+"-"+a.String()))
+			}
+		}
+	}
+	p := s.getPool(t, "p")
+	patch := client.MergeFrom(p.DeepCopy())
+	p.Spec.Addresses = keep
+	if err := s.crc.Patch(context.Background(), p, patch); err != nil {
+		t.Fatal(err)
+	}
+	moved := ingress(s.waitIngress(t, ns, "c", 10*time.Second, func(ips []netip.Addr) bool { return len(ips) == 1 && ips[0] != c }))[0]
+	if !netip.MustParsePrefix("203.0.113.0/29").Contains(moved) {
+		t.Errorf("c moved to %s, outside the pool", moved)
+	}
+	for _, before := range held[:2] {
+		now, err := s.kc.CoreV1().Services(ns).Get(context.Background(), before.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ingress(now), ingress(before)) {
+			t.Errorf("%s moved from %v to %v though its address stayed in the pool", before.Name, ingress(before), ingress(now))
+		}
+	}
+	if msg := s.waitEvent(t, ns, "c", controller.EventIPAllocated); msg == "" {
+		t.Error("no event for the move")
+	}
+}
+
+// TestDualStackMatrix covers the family policies against single- and dual-stack pools.
+func TestDualStackMatrix(t *testing.T) {
+	s := newSite(t)
+	s.pool(t, "dual", nil, "203.0.113.0/28", "2001:db8:113::/120")
+	s.pool(t, "v4only", func(p *v1alpha1.IPPoolSpec) { p.AutoAssign = ptr.To(false) }, "198.51.100.0/28")
+	s.runController(t, controller.Options{HandleDefaultClass: true})
+	ns := s.namespace(t, "matrix")
+	for _, tc := range []struct {
+		name       string
+		opts       []svcOpt
+		wantFams   []bool // true: IPv6
+		wantReason string
+	}{
+		{name: "single-v4", opts: []svcOpt{dualStack(corev1.IPFamilyPolicySingleStack, corev1.IPv4Protocol)}, wantFams: []bool{false}},
+		{name: "single-v6", opts: []svcOpt{dualStack(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)}, wantFams: []bool{true}},
+		{name: "prefer-v4-first", opts: []svcOpt{dualStack(corev1.IPFamilyPolicyPreferDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)}, wantFams: []bool{false, true}},
+		{name: "require-v6-first", opts: []svcOpt{dualStack(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv6Protocol, corev1.IPv4Protocol)}, wantFams: []bool{true, false}},
+		{name: "prefer-on-v4-pool", opts: []svcOpt{withAnnotation(controller.AnnotationPool, "v4only"),
+			dualStack(corev1.IPFamilyPolicyPreferDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)}, wantFams: []bool{false}},
+		{name: "require-on-v4-pool", opts: []svcOpt{withAnnotation(controller.AnnotationPool, "v4only"),
+			dualStack(corev1.IPFamilyPolicyRequireDualStack, corev1.IPv4Protocol, corev1.IPv6Protocol)}, wantReason: "FamilyUnavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.service(t, ns, tc.name, tc.opts...)
+			if tc.wantReason != "" {
+				s.waitCondition(t, ns, tc.name, metav1.ConditionFalse, tc.wantReason)
+				return
+			}
+			svc := s.waitIngress(t, ns, tc.name, 10*time.Second, hasIPs(len(tc.wantFams)))
+			for i, ip := range ingress(svc) {
+				if ip.Is6() != tc.wantFams[i] {
+					t.Errorf("ingress[%d] = %s, want IPv6=%v", i, ip, tc.wantFams[i])
+				}
+			}
+		})
+	}
+}
