@@ -1,5 +1,8 @@
-// Package controlplane starts a real etcd and kube-apiserver, built from pinned modules by
-// `make controlplane`, for tests that need the Kubernetes API.
+// Package controlplane runs a real Kubernetes control plane built from pinned modules by
+// `make controlplane`. Start wraps envtest (etcd and kube-apiserver) for integration tests
+// that only need the API; Up runs the lab's whole control plane (etcd, kube-apiserver with
+// RBAC and an audit log, kube-controller-manager, kube-scheduler) with its own PKI, issues
+// kubeconfigs for users and ServiceAccounts, and starts kube-proxy in node namespaces.
 package controlplane
 
 import (
