@@ -727,3 +727,30 @@ func TestDualStackMatrix(t *testing.T) {
 		})
 	}
 }
+
+// TestMemberlistSecret creates the key once and never replaces it.
+func TestMemberlistSecret(t *testing.T) {
+	s := newSite(t)
+	ctx := context.Background()
+	ns := s.namespace(t, "berth-system")
+	if err := controller.EnsureMemberlistSecret(ctx, s.kc, ns); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.kc.CoreV1().Secrets(ns).Get(ctx, controller.MemberlistSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(first.Data[controller.MemberlistSecretKey]); n != 32 {
+		t.Fatalf("key is %d bytes, want 32 (AES-256)", n)
+	}
+	if err := controller.EnsureMemberlistSecret(ctx, s.kc, ns); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.kc.CoreV1().Secrets(ns).Get(ctx, controller.MemberlistSecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ResourceVersion != first.ResourceVersion || string(second.Data[controller.MemberlistSecretKey]) != string(first.Data[controller.MemberlistSecretKey]) {
+		t.Error("the second call replaced the key")
+	}
+}
