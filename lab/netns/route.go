@@ -6,31 +6,28 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/berthlb/berth/config"
 )
 
-// Family selects IPv4 or IPv6.
-type Family int
+// Family selects IPv4 or IPv6; it is berth's address family.
+type Family = config.Family
 
+// The address families.
 const (
-	IPv4 Family = 4
-	IPv6 Family = 6
+	IPv4 = config.IPv4
+	IPv6 = config.IPv6
 )
 
-func (f Family) flag() string {
+// FamilyOf returns the family of a.
+func FamilyOf(a netip.Addr) Family { return config.FamilyOf(a) }
+
+// familyFlag is ip(8)'s option for the family.
+func familyFlag(f Family) string {
 	if f == IPv6 {
 		return "-6"
 	}
 	return "-4"
-}
-
-func (f Family) String() string { return fmt.Sprintf("IPv%d", int(f)) }
-
-// FamilyOf returns the family of a.
-func FamilyOf(a netip.Addr) Family {
-	if a.Is4() {
-		return IPv4
-	}
-	return IPv6
 }
 
 // Route is one entry of a kernel routing table.
@@ -94,7 +91,7 @@ func (ns NS) DelRoute(ctx context.Context, dst netip.Prefix) error {
 
 // Routes reads the main routing table of one family.
 func (ns NS) Routes(ctx context.Context, f Family) ([]Route, error) {
-	out, err := ns.IP(ctx, "-j", f.flag(), "route", "show", "table", "main")
+	out, err := ns.IP(ctx, "-j", familyFlag(f), "route", "show", "table", "main")
 	if err != nil {
 		return nil, err
 	}
