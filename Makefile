@@ -47,7 +47,7 @@ test-unit:
 
 test-integration: controlplane
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) \
-	  $(GO) test -race -count=1 -tags $(TEST_TAGS) ./...
+	  $(GO) test -race -count=1 -timeout 20m -tags $(TEST_TAGS) ./...
 
 e2e:
 	@echo "make e2e: not yet (issue 9: the end-to-end suite over the lab)"; exit 2
