@@ -147,9 +147,11 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 		return err
 	}
 	if err != nil {
-		// Recorded as an Event and a condition; a release or a config change retries it.
+		// Recorded as an Event and a condition; a release, a config change or an edit of
+		// the Service retries it.
 		var ae *allocator.Error
-		if errors.As(err, &ae) {
+		var ue userError
+		if errors.As(err, &ae) || errors.As(err, &ue) {
 			return nil
 		}
 		return err

@@ -48,6 +48,12 @@ const (
 // addresses already in use: allocating before that could hand out an address twice.
 var errNotReady = errors.New("berth-controller is still claiming the addresses already in use")
 
+// userError is a mistake in the Service that only its owner can fix: it is reported, and
+// retrying before the Service changes would only repeat the report.
+type userError struct{ error }
+
+func (e userError) Unwrap() error { return e.error }
+
 var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
 
 // LoadBalancer assigns addresses to Services. Its methods are safe for concurrent use.
@@ -182,7 +188,7 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 	if err != nil {
 		l.metrics.failures.WithLabelValues(EventBadRequest).Inc()
 		l.recorder.Event(svc, corev1.EventTypeWarning, EventBadRequest, err.Error())
-		return allocator.Assignment{}, errors.Join(err, l.setCondition(ctx, svc, metav1.ConditionFalse, EventBadRequest, err.Error()))
+		return allocator.Assignment{}, errors.Join(userError{err}, l.setCondition(ctx, svc, metav1.ConditionFalse, EventBadRequest, err.Error()))
 	}
 
 	l.mu.Lock()
