@@ -28,6 +28,20 @@ func preflight(routers bool) error {
 	return tool.Require(tools...)
 }
 
+// Owner returns the process that brought up the run with prefix under baseDir (the test
+// binary, or berthctl's lab daemon). Its Alive tells a live run from a crashed one; an
+// error wrapping os.ErrNotExist means there is no such run directory.
+func Owner(baseDir, prefix string) (proc.Recorded, error) {
+	if err := netns.ValidPrefix(prefix); err != nil {
+		return proc.Recorded{}, err
+	}
+	r, err := proc.ReadRecord(filepath.Join(RunDir(baseDir, prefix), ownerFile))
+	if err != nil {
+		return proc.Recorded{}, fmt.Errorf("lab %s: owner: %w", prefix, err)
+	}
+	return r, nil
+}
+
 // Leftovers returns the prefixes of runs under baseDir whose owning process has exited
 // without tearing them down (a crash, a killed test binary).
 func Leftovers(baseDir string) ([]string, error) {

@@ -1,7 +1,9 @@
 // Package lab builds a bare-metal site in network namespaces: nodes on a node network
 // and an L2 service segment, FRR and BIRD top-of-rack routers, a client on the segment and
-// a routed client behind FRR (DESIGN.md, addressing table). Later parts (node agent,
-// kube-proxy, speakers) run inside the nodes through the Network's process runner.
+// a routed client behind FRR (DESIGN.md, addressing table). Up builds that network alone;
+// Start builds a whole Site on it: the control plane (lab/controlplane), and in every node
+// the node agent (lab/agent), a bridge to the apiserver and kube-proxy. Everything runs
+// through the Network's process runner, so Cleanup finds it after a crash.
 package lab
 
 import (
@@ -28,6 +30,13 @@ const DefaultBaseDir = "/run/berth-lab"
 
 // MaxNodes keeps node addresses (.11 …) below the L2 pool (198.18.2.192/26).
 const MaxNodes = 180
+
+// The site's pod ranges (DESIGN.md, addressing): node N's pod CIDRs are 198.19.N.0/24 and
+// 2001:db8:19:N::/64 inside them. Network.ClusterCIDRs returns them as prefixes.
+const (
+	clusterCIDR4 = "198.19.0.0/16"
+	clusterCIDR6 = "2001:db8:19::/48"
+)
 
 // Device names inside the namespaces.
 const (
@@ -116,17 +125,34 @@ func mac(b ...byte) net.HardwareAddr { return net.HardwareAddr(b) }
 
 // Up builds the network and starts the routers. On failure it removes what it built.
 func Up(ctx context.Context, opts Options) (*Network, error) {
+	n, opts, err := newNetwork(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.build(ctx, opts); err != nil {
+		return nil, n.abort(ctx, err)
+	}
+	return n, nil
+}
+
+// newNetwork fills in opts' defaults, checks the tools, creates the run directory with its
+// owner record, and returns a Network with nothing built yet. Build it with build; on
+// failure, abort removes what was built.
+func newNetwork(opts Options) (*Network, Options, error) {
 	if opts.Nodes == 0 {
 		opts.Nodes = 3
 	}
 	if opts.Nodes < 1 || opts.Nodes > MaxNodes {
-		return nil, fmt.Errorf("lab: %d nodes: want 1 to %d", opts.Nodes, MaxNodes)
+		return nil, opts, fmt.Errorf("lab: %d nodes: want 1 to %d", opts.Nodes, MaxNodes)
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = netns.NewPrefix()
 	}
 	if opts.BaseDir == "" {
 		opts.BaseDir = DefaultBaseDir
+	}
+	if !filepath.IsAbs(opts.BaseDir) {
+		return nil, opts, fmt.Errorf("lab: base directory %q is not absolute", opts.BaseDir)
 	}
 	if opts.FRRASN == 0 {
 		opts.FRRASN = 64500
@@ -135,37 +161,38 @@ func Up(ctx context.Context, opts Options) (*Network, error) {
 		opts.BIRDASN = 64501
 	}
 	if err := preflight(!opts.NoRouters); err != nil {
-		return nil, err
+		return nil, opts, err
 	}
 	mgr, err := netns.New(opts.Prefix)
 	if err != nil {
-		return nil, err
+		return nil, opts, err
 	}
 	dir := RunDir(opts.BaseDir, opts.Prefix)
 	if _, err := os.Stat(dir); err == nil {
-		return nil, fmt.Errorf("lab %s: run directory %s exists; another run uses this prefix, or run Cleanup", opts.Prefix, dir)
+		return nil, opts, fmt.Errorf("lab %s: run directory %s exists; another run uses this prefix, or run Cleanup", opts.Prefix, dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lab %s: %w", opts.Prefix, err)
+		return nil, opts, fmt.Errorf("lab %s: %w", opts.Prefix, err)
 	}
 	// The base directory must let FRR's user reach its own directory below it.
 	if err := os.Chmod(opts.BaseDir, 0o755); err != nil {
-		return nil, fmt.Errorf("lab %s: %w", opts.Prefix, err)
+		return nil, opts, fmt.Errorf("lab %s: %w", opts.Prefix, err)
 	}
 	if err := proc.WriteRecord(filepath.Join(dir, ownerFile), os.Getpid(), os.Args); err != nil {
-		return nil, fmt.Errorf("lab %s: %w", opts.Prefix, err)
+		return nil, opts, fmt.Errorf("lab %s: %w", opts.Prefix, err)
 	}
 	runner, err := proc.New(dir)
 	if err != nil {
-		return nil, err
+		return nil, opts, err
 	}
-	n := &Network{Prefix: opts.Prefix, Dir: dir, runner: runner, namespaces: mgr, forwards: map[string]string{}}
-	if err := n.build(ctx, opts); err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		return nil, errors.Join(fmt.Errorf("lab %s: up: %w", opts.Prefix, err), n.Close(cctx))
-	}
-	return n, nil
+	return &Network{Prefix: opts.Prefix, Dir: dir, runner: runner, namespaces: mgr, forwards: map[string]string{}}, opts, nil
+}
+
+// abort closes a Network whose build failed with err, and returns both errors.
+func (n *Network) abort(ctx context.Context, err error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return errors.Join(fmt.Errorf("lab %s: up: %w", n.Prefix, err), n.Close(cctx))
 }
 
 // RunDir is the run directory of prefix under baseDir.
@@ -235,6 +262,8 @@ func (n *Network) build(ctx context.Context, opts Options) error {
 	return n.startRouters(ctx, opts)
 }
 
+// newNode addresses node i; its pod CIDRs lie inside clusterCIDR4 and clusterCIDR6
+// (TestNodeAddressing checks every index up to MaxNodes).
 func newNode(i int, ns netns.NS) *Node {
 	host := 10 + i
 	return &Node{
@@ -349,6 +378,12 @@ func (n *Network) startRouters(ctx context.Context, opts Options) error {
 	go func() { errs <- frr.Start(ctx) }()
 	go func() { errs <- bird.Start(ctx) }()
 	return errors.Join(<-errs, <-errs)
+}
+
+// ClusterCIDRs are the pod ranges of the whole site, IPv4 first: every node's PodCIDR4 and
+// PodCIDR6 lie inside them (kube-proxy's --cluster-cidr).
+func (n *Network) ClusterCIDRs() []netip.Prefix {
+	return []netip.Prefix{pfx(clusterCIDR4), pfx(clusterCIDR6)}
 }
 
 // Runner starts processes that the Network stops on Close (speakers, kube-proxy, pods).

@@ -60,20 +60,28 @@ func baseDir(t *testing.T) string {
 	return dir
 }
 
-// footprint is what a run owns: namespace names and inodes, the PIDs it started.
+// footprint is what a run owns: namespace names and inodes, the PIDs it started, its run
+// directory.
 type footprint struct {
 	prefix string
+	dir    string
 	inodes map[uint64]string
 	pids   []int
 }
 
+// footprintOf records the run's footprint now: every namespace named with its prefix (the
+// network's and any pod's) and every process recorded in its run directory.
 func footprintOf(t *testing.T, n *Network) footprint {
 	t.Helper()
-	fp := footprint{prefix: n.Prefix, inodes: map[uint64]string{}}
-	for _, ns := range n.Namespaces() {
+	fp := footprint{prefix: n.Prefix, dir: n.Dir, inodes: map[uint64]string{}}
+	names, err := netns.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
 		var st syscall.Stat_t
-		if err := syscall.Stat(ns.Path(), &st); err == nil {
-			fp.inodes[st.Ino] = ns.Name()
+		if strings.HasPrefix(name, n.Prefix) && syscall.Stat(netns.NS(name).Path(), &st) == nil {
+			fp.inodes[st.Ino] = name
 		}
 	}
 	recs, err := proc.ReadPidFiles(n.Dir)
@@ -113,6 +121,11 @@ func (fp footprint) assertGone(t *testing.T) {
 			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(b), ") Z ") {
 				t.Errorf("process %d left: %s", pid, b)
 			}
+		}
+	}
+	if fp.dir != "" {
+		if _, err := os.Stat(fp.dir); !os.IsNotExist(err) {
+			t.Errorf("run directory %s left (%v)", fp.dir, err)
 		}
 	}
 	procs, _ := os.ReadDir("/proc")

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/berthlb/berth/version"
 )
@@ -14,19 +18,41 @@ const usage = `usage: %s <command>
 
 commands:
   version    print the version
+  lab        run the lab, a whole bare-metal site in network namespaces (lab up|down|status)
 `
 
+// Exit codes.
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitUsage      = 2
+	exitNotRunning = 3 // lab status: no lab is running
+)
+
 func main() {
-	name := filepath.Base(os.Args[0])
-	if len(os.Args) < 2 {
-		fmt.Fprintf(os.Stderr, usage, name)
-		os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, filepath.Base(os.Args[0]), os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches args to a command and returns the exit code.
+func run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprintf(stderr, usage, name)
+		return exitUsage
 	}
-	switch os.Args[1] {
+	switch args[0] {
 	case "version", "--version":
-		fmt.Println(name, version.Version)
+		fmt.Fprintln(stdout, name, version.Version)
+		return exitOK
+	case "lab":
+		return labCommand(ctx, name, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintf(stdout, usage, name)
+		return exitOK
 	default:
-		fmt.Fprintf(os.Stderr, "%s: unknown command %q\n"+usage, name, os.Args[1], name)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "%s: unknown command %q\n"+usage, name, args[0], name)
+		return exitUsage
 	}
 }
