@@ -1,0 +1,359 @@
+// Package speaker is berth's node agent. The decide*.go files hold its decision core: pure
+// functions over plain data (config snapshot, Services with their endpoints, nodes, live
+// members, this node's name) that say, per Service IP, whether this node announces it over
+// BGP and which node answers for it on L2, each with a Reason. Nothing here reads a
+// lister, a clock or a socket, so every speaker given the same data decides the same.
+package speaker
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/berthlb/berth/config"
+)
+
+// TrafficPolicy is a Service's externalTrafficPolicy. The values match corev1, so a caller
+// converts with TrafficPolicy(svc.Spec.ExternalTrafficPolicy).
+type TrafficPolicy string
+
+// Traffic policies; the empty value means Cluster, the Kubernetes default.
+const (
+	TrafficPolicyCluster TrafficPolicy = "Cluster"
+	TrafficPolicyLocal   TrafficPolicy = "Local"
+)
+
+// Node is what the decision needs to know about a Kubernetes Node.
+type Node struct {
+	Name   string
+	Labels labels.Set
+	// Excluded is true when the node carries node.kubernetes.io/exclude-from-external-load-balancers
+	// or its NetworkUnavailable condition is true.
+	Excluded bool
+}
+
+// Member is a live memberlist member with the metadata its speaker publishes.
+type Member struct {
+	// Name is the Kubernetes node name.
+	Name string
+	// L2Interfaces are the member's interfaces that are up and usable for L2 announcements.
+	L2Interfaces []string
+	// DecisionVersion is the newest decision version the member's speaker implements; 0 means
+	// it did not say, which counts as version 1.
+	DecisionVersion uint32
+}
+
+// Endpoint is one endpoint of a Service, from its EndpointSlices.
+type Endpoint struct {
+	// Node is the endpoint's nodeName; empty when the slice does not say. Such an endpoint
+	// counts for "the Service has endpoints" but for no node.
+	Node                        string
+	Ready, Serving, Terminating bool
+}
+
+// Ingress is one of a Service's load-balancer IPs.
+type Ingress struct {
+	IP netip.Addr
+	// Pool is the pool the IP came from; empty means the decision finds the pool holding it.
+	Pool string
+}
+
+// Port is a Service port. Decisions ignore ports; they ride along for the datapath.
+type Port struct {
+	Protocol string
+	Port     uint16
+}
+
+// Service is the view of a LoadBalancer Service the decision works on.
+type Service struct {
+	Namespace, Name string
+	Labels          labels.Set
+	Ingress         []Ingress
+	TrafficPolicy   TrafficPolicy
+	Ports           []Port
+	Endpoints       []Endpoint
+}
+
+// Input is everything a decision shares across Services.
+type Input struct {
+	Config *config.Snapshot
+	// Nodes have unique names; their order does not matter.
+	Nodes []Node
+	// Members are memberlist's live members, unique names, any order.
+	Members []Member
+	// Self is this node's name.
+	Self string
+}
+
+// IPDecision is the decision for one Service IP, from this node's point of view.
+type IPDecision struct {
+	IP netip.Addr
+	// Pool is the pool holding IP, empty when none does.
+	Pool string
+	BGP  BGPDecision
+	L2   L2Decision
+}
+
+// BGPDecision says whether this node announces an IP over BGP.
+type BGPDecision struct {
+	Announce bool
+	Reason   Reason
+	// Routes are the applicable advertisements with the peers this node sends each to; set
+	// only when Announce is true.
+	Routes []BGPRoute
+}
+
+// BGPRoute is one advertisement as this node carries it out.
+type BGPRoute struct {
+	// Advertisement is shared with the config snapshot and must not be modified.
+	Advertisement *config.BGPAdvertisement
+	// Peers are the names of the advertisement's peers that select this node, sorted.
+	// Shared between decisions: do not modify.
+	Peers []string
+}
+
+// L2Decision says which node answers ARP/NDP for an IP, and whether that is this node.
+type L2Decision struct {
+	Announce bool
+	Reason   Reason
+	// Owner is the elected node, empty when no node is eligible. Every speaker computes the
+	// same Owner and Next from the same data, whatever its own eligibility.
+	Owner string
+	// Next is the runner-up: the owner once Owner drops out, so failover needs no new
+	// election. Empty when there is no second eligible node.
+	Next string
+	// Interfaces are this node's up interfaces the applicable advertisements allow; set only
+	// when Announce is true. Shared: do not modify.
+	Interfaces []string
+}
+
+// ServiceDecision holds the decisions for one Service's IPs, in Ingress order.
+type ServiceDecision struct {
+	Namespace, Name string
+	IPs             []IPDecision
+}
+
+// Cluster is the part of the decision shared by all Services, computed once per change of
+// config, nodes or members. It is immutable, so goroutines may decide Services concurrently.
+type Cluster struct {
+	version uint32
+	nodes   []clusterNode // sorted by name
+	index   map[string]int
+	self    int    // index into nodes, -1 when absent
+	selfWhy Reason // why this node can announce nothing, "" when it may
+	pools   map[string]poolAds
+	ranges  []poolRange // sorted by First, for finding the pool of an IP
+	l2      []l2Ad
+	bgp     []bgpAd
+}
+
+type clusterNode struct {
+	name string
+	key  uint64 // the node's half of the L2 hash
+}
+
+// poolAds lists the advertisements covering a pool, as indexes into Cluster.l2 and .bgp.
+type poolAds struct {
+	l2, bgp []int
+}
+
+type poolRange struct {
+	config.Range
+	pool string
+}
+
+// NewCluster precomputes what every Service's decision shares: node eligibility per
+// advertisement, the pools' advertisements, the decision version.
+func NewCluster(in Input) *Cluster {
+	c := &Cluster{self: -1, pools: map[string]poolAds{}}
+	members := make(map[string]*Member, len(in.Members))
+	for i := range in.Members {
+		m := &in.Members[i]
+		members[m.Name] = m
+	}
+	c.version = decisionVersion(in.Members)
+
+	nodes := slices.Clone(in.Nodes)
+	slices.SortFunc(nodes, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	c.nodes = make([]clusterNode, len(nodes))
+	c.index = make(map[string]int, len(nodes))
+	// live marks nodes that may announce anything: known, not excluded, live.
+	live := newNodeSet(len(nodes))
+	for i, n := range nodes {
+		c.nodes[i] = clusterNode{name: n.Name, key: nodeKey(n.Name)}
+		c.index[n.Name] = i
+		if !n.Excluded && members[n.Name] != nil {
+			live.add(i)
+		}
+	}
+	c.selfWhy = NodeUnknown
+	if i, ok := c.index[in.Self]; ok {
+		c.self = i
+		switch {
+		case nodes[i].Excluded:
+			c.selfWhy = NodeExcluded
+		case members[in.Self] == nil:
+			c.selfWhy = NotLive
+		default:
+			c.selfWhy = ""
+		}
+	}
+
+	snap := in.Config
+	if snap == nil {
+		snap = &config.Snapshot{}
+	}
+	for _, p := range snap.Pools {
+		c.pools[p.Name] = poolAds{}
+		for _, r := range p.Ranges {
+			c.ranges = append(c.ranges, poolRange{r, p.Name})
+		}
+	}
+	slices.SortFunc(c.ranges, func(a, b poolRange) int { return a.First.Compare(b.First) })
+
+	for i, a := range snap.L2Advertisements {
+		c.l2 = append(c.l2, newL2Ad(a, nodes, members, live, c.self))
+		c.cover(a.Pools, func(p *poolAds) { p.l2 = append(p.l2, i) })
+	}
+	peers := map[string]*config.Peer{}
+	for _, p := range snap.Peers {
+		peers[p.Name] = p
+	}
+	for i, a := range snap.BGPAdvertisements {
+		c.bgp = append(c.bgp, newBGPAd(a, snap.Peers, peers, nodes, c.self))
+		c.cover(a.Pools, func(p *poolAds) { p.bgp = append(p.bgp, i) })
+	}
+	return c
+}
+
+// cover records an advertisement against each accepted pool it names.
+func (c *Cluster) cover(pools []string, add func(*poolAds)) {
+	for _, name := range pools {
+		p, ok := c.pools[name]
+		if !ok {
+			continue
+		}
+		add(&p)
+		c.pools[name] = p
+	}
+}
+
+// Version returns the decision version in use: the lowest any live member implements, so
+// that during a rolling upgrade old and new speakers elect alike.
+func (c *Cluster) Version() uint32 { return c.version }
+
+// Decide decides every Service, in order.
+func (c *Cluster) Decide(svcs []Service) []ServiceDecision {
+	out := make([]ServiceDecision, len(svcs))
+	for i := range svcs {
+		out[i] = ServiceDecision{Namespace: svcs[i].Namespace, Name: svcs[i].Name, IPs: c.DecideService(&svcs[i])}
+	}
+	return out
+}
+
+// DecideService decides one Service's IPs. The speaker's loop calls it for each Service an
+// event touches; the answer depends only on svc and the Cluster.
+func (c *Cluster) DecideService(svc *Service) []IPDecision {
+	if len(svc.Ingress) == 0 {
+		return nil
+	}
+	eps := c.endpoints(svc)
+	out := make([]IPDecision, len(svc.Ingress))
+	for i, ing := range svc.Ingress {
+		ip := ing.IP.Unmap()
+		d := &out[i]
+		d.IP = ip
+		d.Pool = c.poolOf(ing)
+		ads, ok := c.pools[d.Pool]
+		if !ok {
+			d.Pool = ""
+			d.BGP.Reason, d.L2.Reason = NoPool, NoPool
+			continue
+		}
+		d.BGP = c.decideBGP(svc, ads.bgp, eps)
+		d.L2 = c.decideL2(svc, ip, ads.l2, eps)
+	}
+	return out
+}
+
+// poolOf returns the pool an ingress IP came from, or the accepted pool holding it.
+func (c *Cluster) poolOf(ing Ingress) string {
+	if ing.Pool != "" {
+		return ing.Pool
+	}
+	ip := ing.IP.Unmap()
+	// The last range starting at or before ip is the only one that may hold it: accepted
+	// pools do not overlap.
+	i, found := slices.BinarySearchFunc(c.ranges, ip, func(r poolRange, a netip.Addr) int { return r.First.Compare(a) })
+	if !found {
+		i--
+	}
+	if i >= 0 && c.ranges[i].Contains(ip) {
+		return c.ranges[i].pool
+	}
+	return ""
+}
+
+// serviceEndpoints summarises a Service's endpoints for the decision.
+type serviceEndpoints struct {
+	any   bool    // some endpoint counts
+	nodes nodeSet // nodes with an endpoint that counts; nil unless the policy is Local
+}
+
+// endpoints applies kube-proxy's rule: ready endpoints count; only when none is ready do
+// serving terminating ones count. Applied Service-wide, so while ready endpoints exist a
+// node left with only terminating ones withdraws and its connections drain, as cloud load
+// balancers do when kube-proxy's health check stops counting them.
+func (c *Cluster) endpoints(svc *Service) serviceEndpoints {
+	anyReady, anyTerminating := false, false
+	for _, e := range svc.Endpoints {
+		anyReady = anyReady || e.Ready
+		anyTerminating = anyTerminating || (e.Serving && e.Terminating)
+	}
+	counts := func(e *Endpoint) bool { return e.Ready }
+	if !anyReady {
+		counts = func(e *Endpoint) bool { return e.Serving && e.Terminating }
+	}
+	se := serviceEndpoints{any: anyReady || anyTerminating}
+	if !se.any || !isLocal(svc.TrafficPolicy) {
+		return se
+	}
+	se.nodes = newNodeSet(len(c.nodes))
+	for i := range svc.Endpoints {
+		e := &svc.Endpoints[i]
+		if e.Node == "" || !counts(e) {
+			continue
+		}
+		if n, ok := c.index[e.Node]; ok {
+			se.nodes.add(n)
+		}
+	}
+	return se
+}
+
+func isLocal(p TrafficPolicy) bool { return p == TrafficPolicyLocal }
+
+// selects reports whether s selects set; a nil selector (a hand-built snapshot) selects all.
+func selects(s labels.Selector, set labels.Set) bool {
+	return s == nil || s.Matches(set)
+}
+
+// nodeSet is a bitset over Cluster.nodes indexes.
+type nodeSet []uint64
+
+func newNodeSet(n int) nodeSet   { return make(nodeSet, (n+63)/64) }
+func (s nodeSet) add(i int)      { s[i/64] |= 1 << (i % 64) }
+func (s nodeSet) has(i int) bool { return i >= 0 && s[i/64]&(1<<(i%64)) != 0 }
+func (s nodeSet) or(o nodeSet) {
+	for i := range s {
+		s[i] |= o[i]
+	}
+}
+func (s nodeSet) and(o nodeSet) {
+	for i := range s {
+		s[i] &= o[i]
+	}
+}
+func (s nodeSet) clone() nodeSet { return slices.Clone(s) }
