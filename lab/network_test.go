@@ -299,13 +299,21 @@ func tcpQuery(t *testing.T, from netns.NS, addr netip.Addr) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
+// udpQuery asks until an answer comes or 10 s pass: the UDP listener's readiness is not
+// observable from outside the way a TCP listen is, and a datagram sent before it binds
+// is lost.
 func udpQuery(t *testing.T, from netns.NS, addr netip.Addr) (string, error) {
 	t.Helper()
-	cmd := from.Command(t.Context(), "socat", "-T2", "-",
-		fmt.Sprintf("UDP%d:%s:%d", netns.FamilyOf(addr), bracket(addr), echoPort))
-	cmd.Stdin = strings.NewReader("hi\n")
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cmd := from.Command(t.Context(), "socat", "-T1", "-",
+			fmt.Sprintf("UDP%d:%s:%d", netns.FamilyOf(addr), bracket(addr), echoPort))
+		cmd.Stdin = strings.NewReader("hi\n")
+		out, err := cmd.CombinedOutput()
+		if got := strings.TrimSpace(string(out)); (err == nil && got != "") || time.Now().After(deadline) {
+			return got, err
+		}
+	}
 }
 
 // TestForwardHost: a TCP service on the host's loopback is reachable from inside a node.
