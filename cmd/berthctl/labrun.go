@@ -43,6 +43,11 @@ func runUp(ctx context.Context, o upOptions, stdout, stderr io.Writer) error {
 	}
 	if o.binDir == "" {
 		dir, err := controlplane.BinDir()
+		if errors.Is(err, controlplane.ErrBinariesMissing) {
+			// A fresh machine: build them from the pinned modules, once.
+			fmt.Fprintln(os.Stderr, "building the control-plane binaries (the first time takes minutes)")
+			dir, err = controlplane.BuildBinaries(ctx, os.Stderr)
+		}
 		if err != nil {
 			return fmt.Errorf("locate the control-plane binaries (-controlplane-dir, or run from the repository): %w", err)
 		}

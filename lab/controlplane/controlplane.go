@@ -6,8 +6,10 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +54,23 @@ func BinDir() (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// BuildBinaries runs hack/controlplane/build.sh, which builds the binaries from the pinned
+// modules when they are missing (minutes, the first time), and returns their directory.
+// Its progress goes to progress.
+func BuildBinaries(ctx context.Context, progress io.Writer) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack/controlplane/build.sh"))
+	cmd.Stderr = progress
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("build the control-plane binaries: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 func repoRoot() (string, error) {
