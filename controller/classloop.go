@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -35,13 +36,20 @@ type classLoop struct {
 	client   kubernetes.Interface
 	services corelisters.ServiceLister
 	queue    workqueue.TypedRateLimitingInterface[cache.ObjectName]
+
+	// writtenOver holds, per Service, the resourceVersion our last ingress write was based
+	// on: while the lister still shows that version, it has not seen the write, and its
+	// stale ingress must not cause the same write again.
+	mu          sync.Mutex
+	writtenOver map[cache.ObjectName]string
 }
 
 func newClassLoop(lb *LoadBalancer, client kubernetes.Interface, services corelisters.ServiceLister) *classLoop {
 	return &classLoop{
-		lb:       lb,
-		client:   client,
-		services: services,
+		lb:          lb,
+		client:      client,
+		services:    services,
+		writtenOver: map[cache.ObjectName]string{},
 		// Per-item backoff 5 ms → 60 s for API errors (capacity waits are not retried
 		// by backoff: a release or a config change kicks them); the bucket caps the loop
 		// at 100 syncs/s with bursts of 500, in line with the client's QPS.
@@ -114,6 +122,9 @@ func (c *classLoop) next(ctx context.Context) bool {
 func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 	svc, err := c.services.Services(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
+		c.mu.Lock()
+		delete(c.writtenOver, key)
+		c.mu.Unlock()
 		c.lb.release(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})
 		return nil
 	}
@@ -157,10 +168,23 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 		return err
 	}
 	want := ingressFor(a)
-	if ingressEqual(svc.Status.LoadBalancer.Ingress, want.Ingress) {
+	c.mu.Lock()
+	base, inFlight := c.writtenOver[key]
+	if !inFlight || base != svc.ResourceVersion {
+		delete(c.writtenOver, key)
+		inFlight = false
+	}
+	c.mu.Unlock()
+	if inFlight || ingressEqual(svc.Status.LoadBalancer.Ingress, want.Ingress) {
 		return nil
 	}
-	return c.patchIngress(ctx, svc, want)
+	if err := c.patchIngress(ctx, svc, want); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.writtenOver[key] = svc.ResourceVersion
+	c.mu.Unlock()
+	return nil
 }
 
 func ingressEqual(a, b []corev1.LoadBalancerIngress) bool {

@@ -131,7 +131,7 @@ func run(ctx context.Context, o options) error {
 	var elector *leaderelection.HealthzAdaptor
 	if o.healthAddr != "" {
 		elector = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
-		if err := serveHealth(ctx, o.healthAddr, elector, ctrl, reg); err != nil {
+		if err := serveHealth(ctx, o.healthAddr, elector, ctrl, reg, o.leaderElect); err != nil {
 			return err
 		}
 	}
@@ -192,8 +192,9 @@ func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderele
 }
 
 // serveHealth serves /metrics, /healthz (the process and its lease are alive) and /readyz (this
-// replica is a standby, or the leader has claimed every address and allocates).
-func serveHealth(ctx context.Context, addr string, hz *leaderelection.HealthzAdaptor, ctrl *controller.Controller, reg *prometheus.Registry) error {
+// replica is a standby, or the leader has claimed every address and allocates). standby
+// says whether a replica that is not leading may exist (leader election on).
+func serveHealth(ctx context.Context, addr string, hz *leaderelection.HealthzAdaptor, ctrl *controller.Controller, reg *prometheus.Registry, standby bool) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health endpoint: %w", err)
@@ -211,7 +212,8 @@ func serveHealth(ctx context.Context, addr string, hz *leaderelection.HealthzAda
 		select {
 		case <-ctrl.Ready():
 		default:
-			if ctrl.Leading() {
+			// Without leader election there is no standby: not ready until claimed.
+			if ctrl.Leading() || !standby {
 				http.Error(w, "claiming addresses in use", http.StatusServiceUnavailable)
 				return
 			}

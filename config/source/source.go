@@ -156,7 +156,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if quit {
 			return nil
 		}
-		if err := w.sync(ctx, key); err != nil {
+		if err := w.sync(ctx, key); apierrors.IsConflict(err) {
+			// Our own previous write, usually: the retry reads the newer object.
+			logger.V(2).Info("Config status conflict, retrying", "err", err)
+			w.queue.AddRateLimited(key)
+		} else if err != nil {
 			logger.Error(err, "Config sync failed, retrying")
 			w.queue.AddRateLimited(key)
 		} else {
