@@ -44,6 +44,10 @@ type Options struct {
 	ClusterName string
 	// Registerer receives the controller's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// EventClient writes berth's Events; give it its own rate limit so that a burst of
+	// Events neither slows status writes nor overflows the broadcaster's queue, which
+	// drops silently. Nil uses the main client.
+	EventClient kubernetes.Interface
 }
 
 // Controller runs berth's allocation: the config watcher, the upstream service controller
@@ -90,7 +94,11 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(4)
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	events := c.opts.EventClient
+	if events == nil {
+		events = c.client
+	}
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: events.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 
 	c.lb = &LoadBalancer{
@@ -217,7 +225,7 @@ func (c *Controller) claimExisting(ctx context.Context, objs []any) int {
 	for key, err := range errs {
 		svc := services[key]
 		klog.FromContext(ctx).Info("Could not reclaim addresses", "service", klog.KObj(svc), "err", err)
-		c.lb.recorder.Eventf(svc, corev1.EventTypeWarning, EventIPReclaimed, "Addresses %s not kept: %v", addrList(ingressIPs(svc)), err)
+		c.lb.recorder.Eventf(svc, corev1.EventTypeWarning, EventIPReclaimFailed, "Addresses %s not kept: %v", addrList(ingressIPs(svc)), err)
 	}
 	return len(existing)
 }

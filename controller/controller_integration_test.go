@@ -493,7 +493,7 @@ func TestRestartKeepsAddresses(t *testing.T) {
 	got := ingress(s.waitIngress(t, ns, "dup", 10*time.Second, func(ips []netip.Addr) bool {
 		return len(ips) == 1 && ips[0] != before["svc-0"]
 	}))[0]
-	s.waitEvent(t, ns, "dup", controller.EventIPReclaimed)
+	s.waitEvent(t, ns, "dup", controller.EventIPReclaimFailed)
 	for name, ip := range before {
 		svc, err := s.kc.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {

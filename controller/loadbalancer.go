@@ -38,10 +38,10 @@ const ConditionAllocated = "berth.dev/Allocated"
 
 // Event reasons berth adds to those of the allocator (allocator.Reason values).
 const (
-	EventIPAllocated = "IPAllocated"
-	EventIPReleased  = "IPReleased"
-	EventIPReclaimed = "IPReclaimFailed"
-	EventBadRequest  = "InvalidAnnotation"
+	EventIPAllocated     = "IPAllocated"
+	EventIPReleased      = "IPReleased"
+	EventIPReclaimFailed = "IPReclaimFailed"
+	EventBadRequest      = "InvalidAnnotation"
 )
 
 // errNotReady makes the service controller retry while startup has not claimed the

@@ -164,7 +164,7 @@ func testScaleRestart(t *testing.T, bins scaleBinaries) {
 	if got := len(holder); got < scaleServices {
 		t.Errorf("%d addresses in use for %d Services", got, scaleServices)
 	}
-	evs, err := env.kc.CoreV1().Events(scaleNS).List(t.Context(), metav1.ListOptions{FieldSelector: "reason=" + controller.EventIPReclaimed})
+	evs, err := env.kc.CoreV1().Events(scaleNS).List(t.Context(), metav1.ListOptions{FieldSelector: "reason=" + controller.EventIPReclaimFailed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,6 +120,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// Events get a client of their own, with its own token bucket.
+	ec, err := kubernetes.NewForConfig(rest.AddUserAgent(cfg, "events"))
+	if err != nil {
+		return err
+	}
+	o.controller.EventClient = ec
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.controller.Registerer = reg
