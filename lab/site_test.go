@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/utils/ptr"
@@ -62,29 +61,11 @@ func startSite(t *testing.T, opts SiteOptions) *Site {
 	return s
 }
 
-// eventually polls cond until it holds, failing with the last state it reported.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func(context.Context) (string, bool)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var last string
-	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		seen, ok := cond(ctx)
-		if ctx.Err() == nil { // the last call may only have seen the deadline
-			last = seen
-		}
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %v (%v); last: %s", what, timeout, err, last)
-	}
-	return time.Since(start)
-}
-
 // askUntil asks addr from ns until a reply satisfies ok (kube-proxy programs a change
 // within a second), logging how long that took.
 func askUntil(t *testing.T, ns netns.NS, proto string, addr netip.AddrPort, ok func(echo.Reply) bool) {
 	t.Helper()
-	took := eventually(t, 15*time.Second, fmt.Sprintf("%s %s from %s", proto, addr, ns), func(ctx context.Context) (string, bool) {
+	took := Eventually(t, 15*time.Second, fmt.Sprintf("%s %s from %s", proto, addr, ns), func(ctx context.Context) (string, bool) {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		r, err := echo.Ask(actx, ns, proto, addr)
@@ -227,7 +208,7 @@ func TestSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pods []corev1.Pod
-	took := eventually(t, 30*time.Second, "3 ready pods", func(ctx context.Context) (string, bool) {
+	took := Eventually(t, 30*time.Second, "3 ready pods", func(ctx context.Context) (string, bool) {
 		var seen string
 		pods, seen = readyWebPods(ctx, c)
 		return seen, len(pods) == 3
@@ -242,7 +223,7 @@ func TestSite(t *testing.T) {
 	}
 	sort.Strings(podIPs)
 	for _, svc := range []string{"web", "web-np"} {
-		eventually(t, 10*time.Second, "EndpointSlices of "+svc, func(ctx context.Context) (string, bool) {
+		Eventually(t, 10*time.Second, "EndpointSlices of "+svc, func(ctx context.Context) (string, bool) {
 			got, err := readyEndpoints(ctx, c, svc)
 			if err != nil {
 				return err.Error(), false
@@ -309,7 +290,7 @@ func TestSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	var left []string
-	took = eventually(t, 30*time.Second, "one pod left", func(ctx context.Context) (string, bool) {
+	took = Eventually(t, 30*time.Second, "one pod left", func(ctx context.Context) (string, bool) {
 		list, err := c.CoreV1().Pods(siteTestNS).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return err.Error(), false
@@ -337,7 +318,7 @@ func TestSite(t *testing.T) {
 			t.Errorf("echo server of deleted pod %s (pid %d) still runs", name, r.Process.PID())
 		}
 	}
-	eventually(t, 10*time.Second, "EndpointSlices with one pod", func(ctx context.Context) (string, bool) {
+	Eventually(t, 10*time.Second, "EndpointSlices with one pod", func(ctx context.Context) (string, bool) {
 		got, err := readyEndpoints(ctx, c, "web")
 		if err != nil {
 			return err.Error(), false

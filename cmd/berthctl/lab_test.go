@@ -18,7 +18,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -202,24 +201,6 @@ func (fp footprint) assertGone(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds, failing with the last state it reported.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func(context.Context) (string, bool)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var last string
-	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		seen, ok := cond(ctx)
-		if ctx.Err() == nil {
-			last = seen
-		}
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %v (%v); last: %s", what, timeout, err, last)
-	}
-	return time.Since(start)
-}
-
 func logUpTime(t *testing.T, took time.Duration) {
 	t.Helper()
 	verdict := "within"
@@ -277,7 +258,7 @@ func TestLabUpStatusDown(t *testing.T) {
 	if _, err := c.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "pod echo running with an IP", func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 30*time.Second, "pod echo running with an IP", func(ctx context.Context) (string, bool) {
 		p, err := c.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return err.Error(), false
@@ -337,7 +318,7 @@ func TestLabDownAfterCrash(t *testing.T) {
 	if err := syscall.Kill(owner.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "daemon gone", func(context.Context) (string, bool) {
+	lab.Eventually(t, 10*time.Second, "daemon gone", func(context.Context) (string, bool) {
 		return fmt.Sprintf("pid %d alive", owner.PID), !owner.Alive()
 	})
 	var survivors []string

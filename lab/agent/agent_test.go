@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/agent"
 	"github.com/berthlb/berth/lab/controlplane"
 	"github.com/berthlb/berth/lab/echo"
@@ -162,7 +163,7 @@ func TestDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pods []corev1.Pod
-	took := eventually(t, 30*time.Second, "3 ready pods", func(ctx context.Context) (string, bool) {
+	took := lab.Eventually(t, 30*time.Second, "3 ready pods", func(ctx context.Context) (string, bool) {
 		var seen string
 		pods, seen = readyPods(ctx, c, "web")
 		return seen, len(pods) == 3
@@ -195,7 +196,7 @@ func TestDeployment(t *testing.T) {
 		}
 	}
 
-	took = eventually(t, 10*time.Second, "EndpointSlices of web", func(ctx context.Context) (string, bool) {
+	took = lab.Eventually(t, 10*time.Second, "EndpointSlices of web", func(ctx context.Context) (string, bool) {
 		got, err := sliceEndpoints(ctx, c, "web")
 		if err != nil {
 			return err.Error(), false
@@ -207,7 +208,7 @@ func TestDeployment(t *testing.T) {
 	// Readiness fails on demand, and the endpoints follow.
 	victim := pods[0]
 	s.agents[victim.Spec.NodeName].SetReady(testNS, victim.Name, false)
-	took = eventually(t, 10*time.Second, "endpoints of "+victim.Name+" unready", func(ctx context.Context) (string, bool) {
+	took = lab.Eventually(t, 10*time.Second, "endpoints of "+victim.Name+" unready", func(ctx context.Context) (string, bool) {
 		got, err := sliceEndpoints(ctx, c, "web")
 		if err != nil {
 			return err.Error(), false
@@ -216,7 +217,7 @@ func TestDeployment(t *testing.T) {
 	})
 	t.Logf("SetReady(false) → endpoint unready in %v", took.Round(time.Millisecond))
 	s.agents[victim.Spec.NodeName].SetReady(testNS, victim.Name, true)
-	eventually(t, 10*time.Second, "endpoints of "+victim.Name+" ready again", func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 10*time.Second, "endpoints of "+victim.Name+" ready again", func(ctx context.Context) (string, bool) {
 		got, err := sliceEndpoints(ctx, c, "web")
 		if err != nil {
 			return err.Error(), false
@@ -229,7 +230,7 @@ func TestDeployment(t *testing.T) {
 	if _, err := c.AppsV1().Deployments(testNS).Patch(ctx, "web", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	took = eventually(t, 30*time.Second, "one pod left", func(ctx context.Context) (string, bool) {
+	took = lab.Eventually(t, 30*time.Second, "one pod left", func(ctx context.Context) (string, bool) {
 		list, err := c.CoreV1().Pods(testNS).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return err.Error(), false
@@ -262,7 +263,7 @@ func TestDeployment(t *testing.T) {
 			t.Errorf("echo server of deleted pod %s (pid %d) still runs", p.Name, r.Process.PID())
 		}
 	}
-	eventually(t, 10*time.Second, "EndpointSlices with one pod", func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 10*time.Second, "EndpointSlices with one pod", func(ctx context.Context) (string, bool) {
 		got, err := sliceEndpoints(ctx, c, "web")
 		if err != nil {
 			return err.Error(), false
@@ -290,7 +291,7 @@ func TestServices(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, "2 ready pods", func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 30*time.Second, "2 ready pods", func(ctx context.Context) (string, bool) {
 		pods, seen := readyPods(ctx, c, "echo")
 		return seen, len(pods) == 2
 	})
@@ -322,7 +323,7 @@ func TestServices(t *testing.T) {
 	// network's routes.
 	seen := map[string]bool{}
 	addr := netip.AddrPortFrom(netip.MustParseAddr(cluster.Spec.ClusterIPs[0]), 80)
-	eventually(t, 10*time.Second, "both pods behind "+addr.String(), func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 10*time.Second, "both pods behind "+addr.String(), func(ctx context.Context) (string, bool) {
 		if r, err := echo.Ask(ctx, node1.NS, "tcp", addr); err == nil {
 			seen[r.Pod] = true
 		}
@@ -368,7 +369,7 @@ func TestServices(t *testing.T) {
 // a second of a change), and logs how long that took.
 func askUntil(t *testing.T, ns netns.NS, proto string, addr netip.AddrPort, ok func(echo.Reply) bool) {
 	t.Helper()
-	took := eventually(t, 15*time.Second, fmt.Sprintf("%s %s from %s", proto, addr, ns), func(ctx context.Context) (string, bool) {
+	took := lab.Eventually(t, 15*time.Second, fmt.Sprintf("%s %s from %s", proto, addr, ns), func(ctx context.Context) (string, bool) {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		r, err := echo.Ask(actx, ns, proto, addr)

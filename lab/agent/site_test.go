@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2/ktesting"
 
 	"github.com/berthlb/berth/lab"
@@ -80,22 +79,4 @@ func assertNoNamespaces(t *testing.T, prefix string) {
 	if strings.Contains(string(mounts), "/run/netns/"+prefix) {
 		t.Errorf("netns mount of %s left", prefix)
 	}
-}
-
-// eventually polls cond until it holds, failing with the last state it reported.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func(context.Context) (string, bool)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var last string
-	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		seen, ok := cond(ctx)
-		if ctx.Err() == nil { // the last call may only have seen the deadline
-			last = seen
-		}
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %v (%v); last: %s", what, timeout, err, last)
-	}
-	return time.Since(start)
 }
