@@ -65,20 +65,28 @@ func newClassLoop(lb *LoadBalancer, client kubernetes.Interface, services coreli
 
 // handlers turns Service events for berth's class into keys.
 func (c *classLoop) handlers() cache.ResourceEventHandler {
-	enqueue := func(obj any) {
+	isOurs := func(obj any) (*corev1.Service, bool) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
 		}
 		svc, ok := obj.(*corev1.Service)
-		if !ok || svc.Spec.LoadBalancerClass == nil || *svc.Spec.LoadBalancerClass != c.lb.class {
-			return
+		return svc, ok && svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass == c.lb.class
+	}
+	enqueue := func(obj any) {
+		if svc, ok := isOurs(obj); ok {
+			c.queue.Add(cache.MetaObjectToName(svc))
 		}
-		c.queue.Add(cache.MetaObjectToName(svc))
 	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueue,
 		UpdateFunc: func(old, cur any) {
 			if old.(*corev1.Service).ResourceVersion == cur.(*corev1.Service).ResourceVersion {
+				return
+			}
+			// A Service turned into another type loses its class: the old copy says
+			// it was ours, and ours to clean up.
+			if _, was := isOurs(old); was {
+				enqueue(old)
 				return
 			}
 			enqueue(cur)
@@ -131,27 +139,26 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 	if err != nil {
 		return err
 	}
-	if !c.lb.handles(svc) {
-		return nil
-	}
-	ours := svc.Spec.LoadBalancerClass != nil
+	ours := svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass == c.lb.class
 	wants := svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.DeletionTimestamp == nil
-	if !ours {
+	upstreamOwns := svc.Spec.LoadBalancerClass == nil && c.lb.handleDefault
+	switch {
+	case upstreamOwns:
 		// The upstream controller owns this Service; only finish a waiting one once the
 		// upstream controller has taken it in (its finalizer is there).
 		if !wants || !slices.Contains(svc.Finalizers, cleanupFinalizer) {
 			return nil
 		}
-	} else if !wants {
-		c.lb.release(ctx, svc)
-		if len(svc.Status.LoadBalancer.Ingress) > 0 {
-			if err := c.patchIngress(ctx, svc, &corev1.LoadBalancerStatus{}); err != nil {
-				return err
-			}
+	case ours && wants:
+		if err := c.setFinalizer(ctx, svc, true); err != nil {
+			return err
 		}
-		return c.setFinalizer(ctx, svc, false)
-	} else if err := c.setFinalizer(ctx, svc, true); err != nil {
-		return err
+	case ours || c.lb.holds(svc):
+		// Deleted, or no longer a LoadBalancer of ours (a type change drops the class),
+		// with no other berth loop to clean up after it.
+		return c.cleanup(ctx, svc)
+	default:
+		return nil
 	}
 	a, err := c.lb.ensure(ctx, svc)
 	if errors.Is(err, errNotReady) {
@@ -184,6 +191,26 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 	c.mu.Lock()
 	c.writtenOver[key] = svc.ResourceVersion
 	c.mu.Unlock()
+	return nil
+}
+
+// cleanup removes every trace of berth from the Service, then releases its addresses.
+// Releasing last keeps the Service ours until the end: a failed step is retried, since
+// the next sync still finds the addresses held. The finalizer goes first because its
+// patch carries the resourceVersion, which the status patches would make stale.
+func (c *classLoop) cleanup(ctx context.Context, svc *corev1.Service) error {
+	if err := c.setFinalizer(ctx, svc, false); err != nil {
+		return err
+	}
+	if len(svc.Status.LoadBalancer.Ingress) > 0 {
+		if err := c.patchIngress(ctx, svc, &corev1.LoadBalancerStatus{}); err != nil {
+			return err
+		}
+	}
+	if err := c.lb.clearCondition(ctx, svc); err != nil {
+		return err
+	}
+	c.lb.release(ctx, svc)
 	return nil
 }
 

@@ -383,6 +383,21 @@ func TestDefaultClassOff(t *testing.T) {
 	if len(svc.Status.LoadBalancer.Ingress) != 0 || len(svc.Finalizers) != 0 || len(svc.Status.Conditions) != 0 {
 		t.Errorf("class-less service touched with --handle-default-class=false: finalizers %v, status %+v", svc.Finalizers, svc.Status)
 	}
+
+	// A berth Service turned into ClusterIP loses its class; with no upstream loop to
+	// clean up, berth's own loop releases it.
+	classy, err := s.kc.CoreV1().Services(ns).Get(context.Background(), "classy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	classy.Spec.Type = corev1.ServiceTypeClusterIP
+	classy.Spec.LoadBalancerClass = nil
+	classy.Spec.AllocateLoadBalancerNodePorts = nil
+	if _, err := s.kc.CoreV1().Services(ns).Update(context.Background(), classy, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.waitIngress(t, ns, "classy", 10*time.Second, hasIPs(0))
+	s.waitReleased(t, ns, "classy")
 }
 
 // TestExhaustionRecovers shows a Service waiting on a full pool getting the freed address
@@ -435,7 +450,26 @@ func TestExhaustionRecovers(t *testing.T) {
 			}
 			s.waitIngress(t, ns, "four", 3*time.Second, hasIPs(1))
 			s.waitIngress(t, ns, "one", 10*time.Second, hasIPs(0))
+			s.waitReleased(t, ns, "one")
 		})
+	}
+}
+
+// waitReleased waits until a Service that stopped being a LoadBalancer carries nothing of
+// berth: no condition, no cleanup finalizer.
+func (s *site) waitReleased(t *testing.T, ns, name string) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		svc, err := s.kc.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		last = fmt.Sprintf("finalizers %v, condition %s", svc.Finalizers, conditionSummary(svc))
+		return len(svc.Finalizers) == 0 && meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated) == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("service %s/%s still carries berth's marks: %s", ns, name, last)
 	}
 }
 

@@ -167,6 +167,31 @@ func (l *LoadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, _ string, 
 		return cloudprovider.ImplementedElsewhere
 	}
 	l.release(ctx, svc)
+	return l.clearCondition(ctx, svc)
+}
+
+// holds reports whether the Service holds addresses.
+func (l *LoadBalancer) holds(svc *corev1.Service) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.alloc.Assigned(keyOf(svc))
+	return ok
+}
+
+// clearCondition removes berth.dev/Allocated from a Service that is no longer berth's.
+func (l *LoadBalancer) clearCondition(ctx context.Context, svc *corev1.Service) error {
+	if svc.DeletionTimestamp != nil || meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated) == nil {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []map[string]string{
+		{"type": ConditionAllocated, "$patch": "delete"}}}})
+	if err != nil {
+		return err
+	}
+	_, err = l.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("clear condition on service %s: %w", klog.KObj(svc), err)
+	}
 	return nil
 }
 
