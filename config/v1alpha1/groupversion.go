@@ -1,5 +1,6 @@
-// Package v1alpha1 holds berth's custom resources: IPPool, BGPPeer, BGPAdvertisement and
-// L2Advertisement, all cluster-scoped, in the group berth.dev.
+// Package v1alpha1 holds berth's custom resources, all cluster-scoped, in the group
+// berth.dev: IPPool, BGPPeer, BGPAdvertisement and L2Advertisement, which users write, and
+// NodeAnnouncement, which each node's speaker writes.
 //
 // Single objects are validated at admission by the OpenAPI schema and CEL rules generated
 // from the markers here; what CEL cannot express, and every cross-object rule, is checked by
@@ -25,6 +26,7 @@ func AddToScheme(s *runtime.Scheme) error {
 		&BGPPeer{}, &BGPPeerList{},
 		&BGPAdvertisement{}, &BGPAdvertisementList{},
 		&L2Advertisement{}, &L2AdvertisementList{},
+		&NodeAnnouncement{}, &NodeAnnouncementList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -1,0 +1,76 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AnnouncedService is one Service a node announces, with the IPs per protocol.
+type AnnouncedService struct {
+	// Namespace is the Service's namespace.
+	Namespace string `json:"namespace"`
+	// Name is the Service's name.
+	Name string `json:"name"`
+	// L2 are the Service's IPs this node answers ARP/NDP for.
+	// +optional
+	// +listType=atomic
+	L2 []string `json:"l2,omitempty"`
+	// Interfaces are the interfaces the node answers on for the L2 IPs.
+	// +optional
+	// +listType=atomic
+	Interfaces []string `json:"interfaces,omitempty"`
+	// BGP are the Service's IPs this node advertises over BGP.
+	// +optional
+	// +listType=atomic
+	BGP []string `json:"bgp,omitempty"`
+	// Peers are the BGP peers the node sends the BGP IPs to.
+	// +optional
+	// +listType=atomic
+	Peers []string `json:"peers,omitempty"`
+}
+
+// NodeAnnouncementStatus is what a node's speaker has decided to announce.
+type NodeAnnouncementStatus struct {
+	// DecisionVersion is the decision version the speaker elected with.
+	// +optional
+	DecisionVersion int64 `json:"decisionVersion,omitempty"`
+	// L2 counts the IPs the node answers ARP/NDP for.
+	// +optional
+	L2 int32 `json:"l2,omitempty"`
+	// BGP counts the IPs the node advertises over BGP.
+	// +optional
+	BGP int32 `json:"bgp,omitempty"`
+	// Services are the Services the node announces, sorted by namespace and name.
+	// +optional
+	// +listType=map
+	// +listMapKey=namespace
+	// +listMapKey=name
+	Services []AnnouncedService `json:"services,omitempty"`
+}
+
+// NodeAnnouncement is one node's report of what its berth-speaker announces. The speaker
+// owns it (its name is the node's), rewrites it at most once a second, and only when the
+// decision changed; berth-controller summarises all of them into each Service's
+// berth.dev/Announced condition. One object per node keeps status writes bounded by
+// nodes, not by Services × nodes.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=nodeann
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="L2",type=integer,JSONPath=`.status.l2`
+// +kubebuilder:printcolumn:name="BGP",type=integer,JSONPath=`.status.bgp`
+// +kubebuilder:printcolumn:name="Version",type=integer,JSONPath=`.status.decisionVersion`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NodeAnnouncement struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Status NodeAnnouncementStatus `json:"status,omitempty"`
+}
+
+// NodeAnnouncementList is a list of NodeAnnouncements.
+// +kubebuilder:object:root=true
+type NodeAnnouncementList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeAnnouncement `json:"items"`
+}
