@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthlb/berth/config"
 )
@@ -108,5 +109,32 @@ func BenchmarkNewCluster(b *testing.B) {
 				NewCluster(in)
 			}
 		})
+	}
+}
+
+// One endpoint change as the speaker's State handles it at 10,000 Services × 100 nodes:
+// read the Service, decide it, compare and store. Target ≤ 1 ms.
+func BenchmarkStateEndpointChange(b *testing.B) {
+	in, svcs := benchWorld(100, 10000)
+	src := &mapSource{svcs: map[types.NamespacedName]Service{}}
+	for _, s := range svcs {
+		src.set(s)
+	}
+	st := NewState(in.Self, src, StateOptions{})
+	st.SetConfig(in.Config)
+	for _, n := range in.Nodes {
+		st.SetNode(n)
+	}
+	st.SetMembers(in.Members)
+	st.pass()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s := svcs[i%len(svcs)]
+		// Move the first endpoint to another node, as a rescheduled Pod does.
+		s.Endpoints = append([]Endpoint{{Node: in.Nodes[i%len(in.Nodes)].Name, Ready: true, Serving: true}}, s.Endpoints[1:]...)
+		st.ServiceChanged(src.set(s))
+		st.pass()
+		i++
 	}
 }

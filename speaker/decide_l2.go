@@ -258,3 +258,17 @@ func mix64(z uint64) uint64 {
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)
 }
+
+// poolInterfaces merges this node's interfaces over the L2 advertisements of pool: where a
+// promoted runner-up answers until the next full pass narrows it to the Service's.
+func (c *Cluster) poolInterfaces(pool string) []string {
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, i := range c.pools[pool].l2 {
+		out = append(out, c.l2[i].selfInterfaces...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

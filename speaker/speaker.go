@@ -1,0 +1,391 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/config/source"
+)
+
+// Membership is what the speaker needs of memberlist.
+type Membership interface {
+	// Members returns the live members with their metadata.
+	Members() []Member
+	// Join contacts the nodes at addrs; it fails only when none answers.
+	Join(addrs []netip.Addr) (int, error)
+	// SetL2Interfaces publishes this node's up L2 interfaces.
+	SetL2Interfaces(names []string) error
+}
+
+// Options configure a Speaker.
+type Options struct {
+	// Node is this node's name.
+	Node    string
+	Classes Classes
+	Client  kubernetes.Interface
+	// Cache and CRClient read berth's config and write the NodeAnnouncement; their scheme
+	// must know berth's kinds. The Speaker starts the cache.
+	Cache    crcache.Cache
+	CRClient client.Client
+	Members  Membership
+	// Interfaces lists this host's up interfaces matching patterns (empty: all usable).
+	Interfaces func(patterns []string) ([]string, error)
+	// ReportInterval bounds NodeAnnouncement writes; 1 s when zero.
+	ReportInterval time.Duration
+	// LinkInterval is how often interfaces are checked; 200 ms when zero.
+	LinkInterval time.Duration
+	// JoinInterval is how often Nodes missing from memberlist are joined; 10 s when zero.
+	JoinInterval time.Duration
+	Metrics      *Metrics
+}
+
+// Speaker is the node agent's loop: informers and memberlist in, decisions out.
+type Speaker struct {
+	opts    Options
+	state   *State
+	factory informers.SharedInformerFactory
+	source  *informerSource
+	nodes   cache.Indexer
+	changed chan struct{} // decisions changed, for the reporter
+	synced  atomic.Bool
+
+	mu       sync.Mutex
+	patterns []string // L2 interface patterns of the current config
+	subs     []chan struct{}
+}
+
+// New returns a Speaker; it starts nothing.
+func New(opts Options) *Speaker {
+	if opts.ReportInterval <= 0 {
+		opts.ReportInterval = time.Second
+	}
+	if opts.LinkInterval <= 0 {
+		opts.LinkInterval = 200 * time.Millisecond
+	}
+	if opts.JoinInterval <= 0 {
+		opts.JoinInterval = 10 * time.Second
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics()
+	}
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1)}
+	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
+		informers.WithTransform(stripObject))
+	svcInf := s.factory.Core().V1().Services().Informer()
+	sliceInf := s.factory.Discovery().V1().EndpointSlices().Informer()
+	nodeInf := s.factory.Core().V1().Nodes().Informer()
+	_ = sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceService})
+	s.source = &informerSource{classes: opts.Classes, services: svcInf.GetIndexer(), slices: sliceInf.GetIndexer()}
+	s.nodes = nodeInf.GetIndexer()
+	s.state = NewState(opts.Node, s.source, StateOptions{OnChange: s.notify, Observe: opts.Metrics.observePass})
+	opts.Metrics.state = s.state
+
+	_, _ = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { s.serviceEvent(o) },
+		UpdateFunc: func(old, o any) { s.serviceEvent(o) },
+		DeleteFunc: func(o any) { s.serviceEvent(o) },
+	})
+	_, _ = sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) { s.sliceEvent(o) },
+		UpdateFunc: func(old, o any) {
+			s.sliceEvent(old)
+			s.sliceEvent(o)
+		},
+		DeleteFunc: func(o any) { s.sliceEvent(o) },
+	})
+	_, _ = nodeInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { s.nodeEvent(o, false) },
+		UpdateFunc: func(old, o any) { s.nodeEvent(o, false) },
+		DeleteFunc: func(o any) { s.nodeEvent(o, true) },
+	})
+	return s
+}
+
+// Run runs the speaker until ctx ends: it waits for the caches, then decides, reports and
+// follows membership. It returns an error only when the caches never sync.
+func (s *Speaker) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithName("speaker")
+	ctx = klog.NewContext(ctx, logger)
+	watcher := source.New(s.opts.Cache, source.WithOnChange(s.configChanged))
+	go func() { _ = s.opts.Cache.Start(ctx) }()
+	s.factory.Start(ctx.Done())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := watcher.Run(ctx); err != nil && ctx.Err() == nil {
+			logger.Error(err, "Config watcher stopped")
+		}
+	})
+	for typ, ok := range s.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("informer for %v did not sync: %w", typ, ctx.Err())
+		}
+	}
+	if !s.opts.Cache.WaitForCacheSync(ctx) {
+		return fmt.Errorf("config cache did not sync: %w", ctx.Err())
+	}
+	logger.Info("Caches synced", "node", s.opts.Node)
+	s.synced.Store(true)
+	s.MembersChanged()
+	wg.Go(func() { s.state.Run(ctx) })
+	wg.Go(func() { s.report(ctx) })
+	wg.Go(func() { s.watchLinks(ctx) })
+	wg.Go(func() { s.joinLoop(ctx) })
+	<-ctx.Done()
+	return nil
+}
+
+// Ready reports whether the caches synced and a full decision pass ran.
+func (s *Speaker) Ready() bool { return s.synced.Load() && s.state.Decisions().Synced }
+
+// Decisions returns the current decisions.
+func (s *Speaker) Decisions() Decisions { return s.state.Decisions() }
+
+// MembersChanged re-reads memberlist's members; membership calls it on every change.
+func (s *Speaker) MembersChanged() { s.state.SetMembers(s.opts.Members.Members()) }
+
+// Subscribe returns a channel that receives a value (dropped when one is pending) after
+// the decisions changed: the executors follow the decisions with it.
+func (s *Speaker) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.subs = append(s.subs, ch)
+	s.mu.Unlock()
+	return ch
+}
+
+func (s *Speaker) notify() {
+	wake(s.changed)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.subs {
+		wake(ch)
+	}
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Speaker) configChanged(snap *config.Snapshot) {
+	var patterns []string
+	all := false
+	for _, a := range snap.L2Advertisements {
+		all = all || len(a.Interfaces) == 0
+		patterns = append(patterns, a.Interfaces...)
+	}
+	if all {
+		patterns = nil
+	}
+	slices.Sort(patterns)
+	s.mu.Lock()
+	s.patterns = slices.Compact(patterns)
+	s.mu.Unlock()
+	s.state.SetConfig(snap)
+}
+
+func (s *Speaker) serviceEvent(o any) {
+	if key, ok := objectKey(o); ok {
+		s.state.ServiceChanged(key)
+	}
+}
+
+func (s *Speaker) sliceEvent(o any) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	es, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
+		s.state.ServiceChanged(types.NamespacedName{Namespace: es.Namespace, Name: name})
+	}
+}
+
+func (s *Speaker) nodeEvent(o any, deleted bool) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	n, ok := o.(*corev1.Node)
+	if !ok {
+		return
+	}
+	if deleted {
+		s.state.DeleteNode(n.Name)
+		return
+	}
+	s.state.SetNode(NodeFrom(n))
+}
+
+// watchLinks publishes this node's up L2 interfaces whenever they change, so that other
+// nodes stop electing it for L2 while memberlist still sees it alive.
+func (s *Speaker) watchLinks(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	t := time.NewTicker(s.opts.LinkInterval)
+	defer t.Stop()
+	var last []string
+	published := false
+	for {
+		s.mu.Lock()
+		patterns := s.patterns
+		s.mu.Unlock()
+		up, err := s.opts.Interfaces(patterns)
+		switch {
+		case err != nil:
+			logger.Error(err, "List interfaces")
+		case !published || !slices.Equal(up, last):
+			if err := s.opts.Members.SetL2Interfaces(up); err != nil {
+				logger.Error(err, "Publish L2 interfaces", "interfaces", up)
+			} else {
+				logger.V(2).Info("L2 interfaces", "up", up)
+				last, published = up, true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// joinLoop joins the Nodes that memberlist does not know, by their InternalIPs: at start,
+// and again every JoinInterval so that a partition heals.
+func (s *Speaker) joinLoop(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	for {
+		known := map[string]bool{}
+		for _, m := range s.opts.Members.Members() {
+			known[m.Name] = true
+		}
+		var addrs []netip.Addr
+		for _, o := range s.nodes.List() {
+			n := o.(*corev1.Node)
+			if known[n.Name] {
+				continue
+			}
+			if a, ok := InternalIP(n); ok {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 0 {
+			if n, err := s.opts.Members.Join(addrs); err != nil {
+				logger.V(2).Info("Join", "addrs", addrs, "err", err)
+			} else {
+				logger.V(2).Info("Joined", "addrs", addrs, "answered", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.opts.JoinInterval):
+		}
+	}
+}
+
+// InternalIP returns a Node's first InternalIP.
+func InternalIP(n *corev1.Node) (netip.Addr, bool) {
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// informerSource reads Services and their EndpointSlices from the informers' caches.
+type informerSource struct {
+	classes  Classes
+	services cache.Indexer
+	slices   cache.Indexer
+}
+
+const serviceIndex = "service"
+
+func sliceService(o any) ([]string, error) {
+	es, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := es.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{es.Namespace + "/" + name}, nil
+}
+
+func (s *informerSource) Service(key types.NamespacedName) (Service, bool) {
+	o, ok, _ := s.services.GetByKey(key.String())
+	if !ok {
+		return Service{}, false
+	}
+	svc := o.(*corev1.Service)
+	if !s.classes.Handles(svc) {
+		return Service{}, false
+	}
+	objs, _ := s.slices.ByIndex(serviceIndex, key.String())
+	es := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		es = append(es, o.(*discoveryv1.EndpointSlice))
+	}
+	return ServiceFrom(svc, es), true
+}
+
+func (s *informerSource) Keys() []types.NamespacedName {
+	var out []types.NamespacedName
+	for _, o := range s.services.List() {
+		if svc := o.(*corev1.Service); s.classes.Handles(svc) {
+			out = append(out, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
+		}
+	}
+	return out
+}
+
+func objectKey(o any) (types.NamespacedName, bool) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	m, ok := o.(metav1.Object)
+	if !ok {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}, true
+}
+
+// stripObject drops what the speaker never reads, to keep the caches small at 10,000
+// Services: managed fields and the last-applied annotation.
+func stripObject(o any) (any, error) {
+	m, ok := o.(metav1.Object)
+	if !ok {
+		return o, nil
+	}
+	m.SetManagedFields(nil)
+	if a := m.GetAnnotations(); a != nil {
+		delete(a, corev1.LastAppliedConfigAnnotation)
+	}
+	return o, nil
+}
