@@ -64,6 +64,7 @@ type Site struct {
 	kubeProxies map[string]*proc.Process // by node name
 	agentErrs   []error
 	closed      bool
+	starts      int // berth processes started, numbering their names
 }
 
 // Start brings a site up and returns once every node is registered and Ready with its

@@ -38,7 +38,7 @@ var ErrBinariesMissing = errors.New("control-plane binaries missing")
 func BinDir() (string, error) {
 	dir := os.Getenv(DirEnv)
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := RepoRoot()
 		if err != nil {
 			return "", err
 		}
@@ -60,7 +60,7 @@ func BinDir() (string, error) {
 // modules when they are missing (minutes, the first time), and returns their directory.
 // Its progress goes to progress.
 func BuildBinaries(ctx context.Context, progress io.Writer) (string, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -73,7 +73,8 @@ func BuildBinaries(ctx context.Context, progress io.Writer) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func repoRoot() (string, error) {
+// RepoRoot is the berth checkout holding the working directory.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -92,7 +93,7 @@ func repoRoot() (string, error) {
 
 // CRDDir is the directory of berth's generated CRDs, for WithCRDs.
 func CRDDir() (string, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}

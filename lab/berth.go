@@ -1,0 +1,93 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthlb/berth/lab/controlplane"
+	"github.com/berthlb/berth/lab/proc"
+)
+
+// Berth names the berth binaries built from this checkout.
+type Berth struct {
+	Controller, Speaker string
+}
+
+// BuildBerth builds berth-controller and berth-speaker from the module containing the
+// working directory into dir.
+func BuildBerth(ctx context.Context, dir string) (Berth, error) {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		return Berth{}, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/berth-controller", "./cmd/berth-speaker")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Berth{}, fmt.Errorf("build berth: %w\n%s", err, out)
+	}
+	return Berth{Controller: filepath.Join(dir, "berth-controller"), Speaker: filepath.Join(dir, "berth-speaker")}, nil
+}
+
+// StartController runs berth-controller on the host with the admin kubeconfig, without
+// leader election or a health port (the host's ports are not the lab's).
+func (s *Site) StartController(ctx context.Context, bin string, args ...string) (*proc.Process, error) {
+	s.mu.Lock()
+	s.starts++
+	name := "berth-controller-" + strconv.Itoa(s.starts)
+	s.mu.Unlock()
+	argv := append([]string{"--kubeconfig", s.AdminKubeconfig(), "--leader-elect=false", "--health-bind-address="}, args...)
+	return s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv})
+}
+
+// SpeakerSocket is where the speaker on node serves /decisions, reachable from the host.
+func (s *Site) SpeakerSocket(node string) string {
+	return filepath.Join(s.network.Dir, "speaker-"+node+".sock")
+}
+
+// StartSpeaker runs berth-speaker in node's namespace, as a DaemonSet Pod with
+// hostNetwork would: memberlist on the node address, /decisions on SpeakerSocket. It
+// returns once the socket answers.
+func (s *Site) StartSpeaker(ctx context.Context, bin, node string, args ...string) (*proc.Process, error) {
+	n := s.network.Node(node)
+	if n == nil {
+		return nil, fmt.Errorf("start speaker: no node %s", node)
+	}
+	s.mu.Lock()
+	s.starts++
+	name := "berth-speaker-" + node + "-" + strconv.Itoa(s.starts)
+	s.mu.Unlock()
+	sock := s.SpeakerSocket(node)
+	argv := append([]string{"--kubeconfig", s.AdminKubeconfig(), "--node-name", node,
+		"--memberlist-bind-address", n.Addr4.String(), "--decisions-socket", sock}, args...)
+	p, err := s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv, NetNS: string(n.NS)})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := AskSocket(ctx, sock, "/decisions"); err == nil {
+			return p, nil
+		}
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("speaker on %s exited: %v\n%s", node, p.State(), tail(p.Log(), 40))
+		case <-ctx.Done():
+			_ = p.Stop(time.Second)
+			return nil, fmt.Errorf("speaker on %s: wait for %s: %w", node, sock, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
