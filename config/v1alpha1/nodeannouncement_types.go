@@ -39,11 +39,11 @@ type NodeAnnouncementStatus struct {
 	// BGP counts the IPs the node advertises over BGP.
 	// +optional
 	BGP int32 `json:"bgp,omitempty"`
-	// Services are the Services the node announces, sorted by namespace and name.
+	// Services are the Services the node announces, sorted by namespace and name. Atomic:
+	// only the speaker writes it, and per-entry field management would cost the apiserver
+	// more than the write itself at thousands of Services.
 	// +optional
-	// +listType=map
-	// +listMapKey=namespace
-	// +listMapKey=name
+	// +listType=atomic
 	Services []AnnouncedService `json:"services,omitempty"`
 }
 
