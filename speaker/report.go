@@ -52,7 +52,8 @@ func sortedSet(s []string) []string {
 }
 
 // report keeps this node's NodeAnnouncement in step with the decisions, writing at most
-// once per ReportInterval and only what changed. Failed writes (the apiserver is down)
+// once per ReportInterval (longer for big objects, see reportInterval) and only what
+// changed. Failed writes (the apiserver is down)
 // are retried on the next tick; the announcements themselves never wait for them.
 func (s *Speaker) report(ctx context.Context) {
 	logger := klog.FromContext(ctx)
@@ -70,7 +71,7 @@ func (s *Speaker) report(ctx context.Context) {
 		case <-s.changed:
 		case <-retry.C:
 		}
-		if wait := s.opts.ReportInterval - time.Since(lastWrite); wait > 0 {
+		if wait := reportInterval(s.opts.ReportInterval, written) - time.Since(lastWrite); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -103,6 +104,20 @@ func (s *Speaker) report(ctx context.Context) {
 		written = &st
 		logger.V(2).Info("NodeAnnouncement written", "node", s.opts.Node, "l2", st.L2, "bgp", st.BGP, "services", len(st.Services))
 	}
+}
+
+// entriesPerInterval is how many Services a NodeAnnouncement may list before its writes
+// space out: each write costs the apiserver and etcd in proportion to the object.
+const entriesPerInterval = 1000
+
+// reportInterval is the least time between writes: interval, stretched by one interval per
+// thousand Services in the last write, so that churn at 10,000 Services costs the apiserver
+// ~100 entries a second per node, not 10,000.
+func reportInterval(interval time.Duration, last *v1alpha1.NodeAnnouncementStatus) time.Duration {
+	if last == nil {
+		return interval
+	}
+	return interval * time.Duration(max(1, len(last.Services)/entriesPerInterval))
 }
 
 // writeAnnouncement creates the node's NodeAnnouncement when missing, owned by its Node so

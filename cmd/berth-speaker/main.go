@@ -7,29 +7,81 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/berthlb/berth/config/v1alpha1"
+	"github.com/berthlb/berth/controller"
+	"github.com/berthlb/berth/speaker"
+	"github.com/berthlb/berth/speaker/membership"
 	"github.com/berthlb/berth/version"
 )
 
 type options struct {
-	kubeconfig  string
-	nodeName    string
-	showVersion bool
+	kubeconfig     string
+	nodeName       string
+	namespace      string
+	keyFile        string
+	bind           string
+	port           int
+	qps            float64
+	burst          int
+	healthAddr     string
+	decisionsSock  string
+	classes        speaker.Classes
+	timings        membership.Timings
+	showVersion    bool
+	leaveTimeout   time.Duration
+	reportInterval time.Duration
 }
 
 func main() {
 	fs := flag.NewFlagSet("berth-speaker", flag.ExitOnError)
 	var o options
+	o.timings = membership.DefaultTimings()
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty means in-cluster")
 	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default: $NODE_NAME from the downward API)")
+	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "berth's namespace, where berth-controller keeps the memberlist Secret")
+	fs.StringVar(&o.keyFile, "memberlist-key-file", "", "file holding memberlist's AES key (the Secret's key, mounted); empty reads the Secret "+controller.MemberlistSecretName+" through the apiserver")
+	fs.StringVar(&o.bind, "memberlist-bind-address", os.Getenv("NODE_IP"), "node address memberlist binds and advertises (default: $NODE_IP, else the Node's first InternalIP)")
+	fs.IntVar(&o.port, "memberlist-port", 7946, "memberlist's TCP and UDP port")
+	fs.DurationVar(&o.timings.ProbeInterval, "memberlist-probe-interval", o.timings.ProbeInterval, "how often each member probes another")
+	fs.DurationVar(&o.timings.ProbeTimeout, "memberlist-probe-timeout", o.timings.ProbeTimeout, "how long a probe waits for its ack")
+	fs.IntVar(&o.timings.SuspicionMult, "memberlist-suspicion-mult", o.timings.SuspicionMult, "suspicion timeout, in probe intervals (scaled by log10 of the cluster size)")
+	fs.DurationVar(&o.timings.GossipInterval, "memberlist-gossip-interval", o.timings.GossipInterval, "how often members gossip")
+	fs.DurationVar(&o.timings.PushPullInterval, "memberlist-push-pull-interval", o.timings.PushPullInterval, "how often members exchange full state")
+	fs.DurationVar(&o.leaveTimeout, "memberlist-leave-timeout", time.Second, "how long a stopping speaker waits for its leave to spread, so others take its IPs at once")
+	fs.StringVar(&o.classes.LoadBalancerClass, "load-balancer-class", "berth.dev/lb", "loadBalancerClass handled by berth (as berth-controller's flag)")
+	fs.BoolVar(&o.classes.HandleDefaultClass, "handle-default-class", true, "also handle Services without a loadBalancerClass (as berth-controller's flag)")
+	fs.Float64Var(&o.qps, "kube-api-qps", 20, "client queries per second to the kube-apiserver")
+	fs.IntVar(&o.burst, "kube-api-burst", 40, "client burst to the kube-apiserver")
+	fs.StringVar(&o.healthAddr, "health-bind-address", ":10352", "address of /metrics, /healthz, /readyz and /decisions; empty turns them off")
+	fs.StringVar(&o.decisionsSock, "decisions-socket", "", "unix socket also serving the read-only /decisions; empty: none")
+	fs.DurationVar(&o.reportInterval, "report-interval", time.Second, "least time between writes of this node's NodeAnnouncement")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
+	ctrllog.SetLogger(klog.NewKlogr())
 	if o.showVersion {
 		fmt.Println("berth-speaker", version.Version)
 		return
@@ -42,10 +94,199 @@ func main() {
 	}
 }
 
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
 func run(ctx context.Context, o options) error {
 	if o.nodeName == "" {
 		return errors.New("--node-name (or $NODE_NAME) is required")
 	}
-	klog.FromContext(ctx).Info("Starting berth-speaker", "version", version.Version, "node", o.nodeName)
-	return errors.New("the announcement loop is not built yet (issue 5)")
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting berth-speaker", "version", version.Version, "node", o.nodeName)
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	cfg.UserAgent = "berth-speaker/" + version.Version
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	crc, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	cache, err := crcache.New(cfg, crcache.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+
+	key, err := memberlistKey(ctx, kc, o)
+	if err != nil {
+		return err
+	}
+	bind, err := bindAddress(ctx, kc, o)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := speaker.NewMetrics()
+	if err := metrics.Register(reg); err != nil {
+		return err
+	}
+
+	var sp *speaker.Speaker
+	changed := make(chan struct{}, 1)
+	list, err := membership.New(membership.Config{
+		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Key: key, Timings: o.timings,
+		Meta:     membership.Meta{DecisionVersion: speaker.DecisionVersion},
+		OnChange: func() { wakeUp(changed) },
+		Logger:   logger.WithName("memberlist"),
+	})
+	if err != nil {
+		return fmt.Errorf("memberlist: %w", err)
+	}
+	if err := reg.Register(list.Collector()); err != nil {
+		return err
+	}
+	defer func() {
+		if err := list.Leave(o.leaveTimeout); err != nil {
+			logger.Error(err, "Leave memberlist")
+		}
+		_ = list.Shutdown()
+	}()
+	logger.Info("Memberlist up", "bind", netip.AddrPortFrom(bind, uint16(o.port)))
+
+	sp = speaker.New(speaker.Options{
+		Node: o.nodeName, Classes: o.classes, Client: kc, Cache: cache, CRClient: crc,
+		Members: speaker.Memberlist(list), Interfaces: speaker.UsableInterfaces,
+		ReportInterval: o.reportInterval, Metrics: metrics,
+	})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				sp.MembersChanged()
+			}
+		}
+	}()
+	if err := serve(ctx, o, sp, reg); err != nil {
+		return err
+	}
+	return sp.Run(ctx)
+}
+
+func wakeUp(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// memberlistKey reads memberlist's key from the mounted file or the Secret. There is no
+// default key: a speaker without one refuses to start.
+func memberlistKey(ctx context.Context, kc kubernetes.Interface, o options) ([]byte, error) {
+	if o.keyFile != "" {
+		b, err := os.ReadFile(o.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("memberlist key: %w", err)
+		}
+		return b, nil
+	}
+	s, err := kc.CoreV1().Secrets(o.namespace).Get(ctx, controller.MemberlistSecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("memberlist key: Secret %s/%s not found: berth-controller creates it when it starts leading; refusing to start without a key",
+			o.namespace, controller.MemberlistSecretName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("memberlist key: read Secret %s/%s: %w", o.namespace, controller.MemberlistSecretName, err)
+	}
+	key := s.Data[controller.MemberlistSecretKey]
+	if len(key) == 0 {
+		return nil, fmt.Errorf("memberlist key: Secret %s/%s has no %q", o.namespace, controller.MemberlistSecretName, controller.MemberlistSecretKey)
+	}
+	return key, nil
+}
+
+// bindAddress is the flag's address, else the Node's first InternalIP.
+func bindAddress(ctx context.Context, kc kubernetes.Interface, o options) (netip.Addr, error) {
+	if o.bind != "" {
+		a, err := netip.ParseAddr(o.bind)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("--memberlist-bind-address: %w", err)
+		}
+		return a, nil
+	}
+	n, err := kc.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("memberlist bind address: read Node %s: %w", o.nodeName, err)
+	}
+	a, ok := speaker.InternalIP(n)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("memberlist bind address: Node %s has no InternalIP; set --memberlist-bind-address", o.nodeName)
+	}
+	return a, nil
+}
+
+// serve starts /metrics, /healthz, /readyz and /decisions on the health address, and
+// /decisions alone on the unix socket.
+func serve(ctx context.Context, o options, sp *speaker.Speaker, reg *prometheus.Registry) error {
+	decisions := speaker.DecisionsHandler(sp.Decisions)
+	if o.healthAddr != "" {
+		ln, err := net.Listen("tcp", o.healthAddr)
+		if err != nil {
+			return fmt.Errorf("health endpoint: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if !sp.Ready() {
+				http.Error(w, "caches not synced", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		mux.Handle("/decisions", decisions)
+		go httpServe(ctx, ln, mux)
+	}
+	if o.decisionsSock != "" {
+		_ = os.Remove(o.decisionsSock)
+		ln, err := net.Listen("unix", o.decisionsSock)
+		if err != nil {
+			return fmt.Errorf("decisions socket: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/decisions", decisions)
+		go httpServe(ctx, ln, mux)
+	}
+	return nil
+}
+
+func httpServe(ctx context.Context, ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+		if strings.HasPrefix(ln.Addr().Network(), "unix") {
+			_ = os.Remove(ln.Addr().String())
+		}
+	}()
+	_ = srv.Serve(ln)
 }
