@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/berthlb/berth/config"
 	"github.com/berthlb/berth/config/source"
+	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller/allocator"
 )
 
@@ -48,10 +48,14 @@ type Options struct {
 	// Events neither slows status writes nor overflows the broadcaster's queue, which
 	// drops silently. Nil uses the main client.
 	EventClient kubernetes.Interface
+	// AnnouncedClient writes the berth.dev/Announced condition; give it its own rate limit
+	// so that reporting who announces never slows allocation. Nil uses the main client.
+	AnnouncedClient kubernetes.Interface
 }
 
 // Controller runs berth's allocation: the config watcher, the upstream service controller
-// for the default class, and berth's loop for its own class.
+// for the default class, and berth's loop for its own class; and the loop summarising the
+// NodeAnnouncements into each Service's berth.dev/Announced condition.
 type Controller struct {
 	opts    Options
 	client  kubernetes.Interface
@@ -104,17 +108,25 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.lb = &LoadBalancer{
 		class:         c.opts.LoadBalancerClass,
 		handleDefault: c.opts.HandleDefaultClass,
-		client:        c.client,
 		namespaces:    nsInf.Lister(),
 		recorder:      broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-controller"}),
-		clock:         clock.RealClock{},
 		pending:       map[allocator.Key]bool{},
-		conds:         map[allocator.Key]metav1.Condition{},
 	}
 	c.lb.metrics = newMetrics(c.opts.Registerer, c.lb)
+	c.lb.conditions = newServiceConditions(c.client, clock.RealClock{}, c.lb.metrics.conditionWrites)
 	loop := newClassLoop(c.lb, c.client, svcInf.Lister())
 	c.lb.kick = loop.kick
 	if _, err := svcInf.Informer().AddEventHandler(loop.handlers()); err != nil {
+		return err
+	}
+	announcedClient := c.opts.AnnouncedClient
+	if announcedClient == nil {
+		announcedClient = c.client
+	}
+	announced := newAnnouncedLoop(c.lb.handles, svcInf.Lister(), c.lb.recorder,
+		newServiceConditions(announcedClient, clock.RealClock{}, c.lb.metrics.conditionWrites))
+	announcedSynced, err := c.addAnnouncedHandlers(ctx, announced, svcInf.Informer())
+	if err != nil {
 		return err
 	}
 
@@ -173,8 +185,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			upstream.Run(ctx, c.opts.Workers, controllersmetrics.NewControllerManagerMetrics("berth-controller"))
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); loop.run(ctx, c.opts.Workers) }()
+	go func() { defer wg.Done(); announced.run(ctx, c.opts.Workers, announcedSynced...) }()
 	for _, obj := range svcInf.Informer().GetStore().List() {
 		if svc := obj.(*corev1.Service); svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass == c.opts.LoadBalancerClass {
 			loop.queue.Add(cache.MetaObjectToName(svc))
@@ -190,6 +203,26 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// addAnnouncedHandlers feeds the Announced loop with Services and NodeAnnouncements, and
+// returns what reports that both were delivered in full. The loop waits on it alone, so
+// allocation never waits for NodeAnnouncements.
+func (c *Controller) addAnnouncedHandlers(ctx context.Context, loop *announcedLoop, services cache.SharedIndexInformer) ([]cache.InformerSynced, error) {
+	svcReg, err := services.AddEventHandler(loop.serviceHandlers())
+	if err != nil {
+		return nil, err
+	}
+	// The cache starts the informer with the others; blocking here would wait forever.
+	inf, err := c.crCache.GetInformer(ctx, &v1alpha1.NodeAnnouncement{}, crcache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("informer for NodeAnnouncements: %w", err)
+	}
+	annReg, err := inf.AddEventHandler(loop.announcementHandlers())
+	if err != nil {
+		return nil, fmt.Errorf("event handler for NodeAnnouncements: %w", err)
+	}
+	return []cache.InformerSynced{svcReg.HasSynced, annReg.HasSynced}, nil
 }
 
 // claimExisting claims the addresses in every handled Service's status, oldest Service

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -168,6 +169,31 @@ func (s *site) service(t *testing.T, ns, name string, opts ...svcOpt) *corev1.Se
 		t.Fatalf("create service %s/%s: %v", ns, name, err)
 	}
 	return out
+}
+
+// updateService reads, changes and writes a Service, again on a conflict: the controller
+// writes Services' status at any time (berth.dev/Announced follows the addresses).
+func (s *site) updateService(t *testing.T, ns, name string, mutate func(*corev1.Service)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := s.kc.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(svc)
+		_, err = s.kc.CoreV1().Services(ns).Update(context.Background(), svc, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("update service %s/%s: %v", ns, name, err)
+	}
+}
+
+// toClusterIP turns a LoadBalancer Service into a ClusterIP one, which drops its class.
+func toClusterIP(svc *corev1.Service) {
+	svc.Spec.Type = corev1.ServiceTypeClusterIP
+	svc.Spec.LoadBalancerClass = nil
+	svc.Spec.AllocateLoadBalancerNodePorts = nil
 }
 
 func (s *site) namespace(t *testing.T, name string) string {
@@ -386,16 +412,7 @@ func TestDefaultClassOff(t *testing.T) {
 
 	// A berth Service turned into ClusterIP loses its class; with no upstream loop to
 	// clean up, berth's own loop releases it.
-	classy, err := s.kc.CoreV1().Services(ns).Get(context.Background(), "classy", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	classy.Spec.Type = corev1.ServiceTypeClusterIP
-	classy.Spec.LoadBalancerClass = nil
-	classy.Spec.AllocateLoadBalancerNodePorts = nil
-	if _, err := s.kc.CoreV1().Services(ns).Update(context.Background(), classy, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	s.updateService(t, ns, "classy", toClusterIP)
 	s.waitIngress(t, ns, "classy", 10*time.Second, hasIPs(0))
 	s.waitReleased(t, ns, "classy")
 }
@@ -438,16 +455,7 @@ func TestExhaustionRecovers(t *testing.T) {
 			// Turning a Service into ClusterIP frees its address too.
 			s.service(t, ns, "four", tc.opts...)
 			s.waitCondition(t, ns, "four", metav1.ConditionFalse, "PoolExhausted")
-			one, err := s.kc.CoreV1().Services(ns).Get(context.Background(), "one", metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			one.Spec.Type = corev1.ServiceTypeClusterIP
-			one.Spec.LoadBalancerClass = nil
-			one.Spec.AllocateLoadBalancerNodePorts = nil
-			if _, err := s.kc.CoreV1().Services(ns).Update(context.Background(), one, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			s.updateService(t, ns, "one", toClusterIP)
 			s.waitIngress(t, ns, "four", 3*time.Second, hasIPs(1))
 			s.waitIngress(t, ns, "one", 10*time.Second, hasIPs(0))
 			s.waitReleased(t, ns, "one")
@@ -456,7 +464,7 @@ func TestExhaustionRecovers(t *testing.T) {
 }
 
 // waitReleased waits until a Service that stopped being a LoadBalancer carries nothing of
-// berth: no condition, no cleanup finalizer.
+// berth: no conditions, no cleanup finalizer.
 func (s *site) waitReleased(t *testing.T, ns, name string) {
 	t.Helper()
 	var last string
@@ -465,8 +473,9 @@ func (s *site) waitReleased(t *testing.T, ns, name string) {
 		if err != nil {
 			return false, err
 		}
-		last = fmt.Sprintf("finalizers %v, condition %s", svc.Finalizers, conditionSummary(svc))
-		return len(svc.Finalizers) == 0 && meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated) == nil, nil
+		last = fmt.Sprintf("finalizers %v, conditions %v", svc.Finalizers, svc.Status.Conditions)
+		return len(svc.Finalizers) == 0 && meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated) == nil &&
+			meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAnnounced) == nil, nil
 	})
 	if err != nil {
 		t.Fatalf("service %s/%s still carries berth's marks: %s", ns, name, last)

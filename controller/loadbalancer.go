@@ -6,7 +6,6 @@ package controller
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -17,15 +16,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/record"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 
 	"github.com/berthlb/berth/config"
 	"github.com/berthlb/berth/config/source"
@@ -60,10 +55,8 @@ var _ cloudprovider.LoadBalancer = (*LoadBalancer)(nil)
 type LoadBalancer struct {
 	class         string
 	handleDefault bool
-	client        kubernetes.Interface
 	namespaces    corelisters.NamespaceLister
 	recorder      record.EventRecorder
-	clock         clock.PassiveClock
 	metrics       *metrics
 
 	mu      sync.Mutex
@@ -80,9 +73,8 @@ type LoadBalancer struct {
 	// serial makes the two loops take turns on one Service, so that the condition each
 	// writes matches the allocation it made.
 	serial [64]sync.Mutex
-	// conds holds the condition last written per Service: the copies the loops pass in
-	// may predate it. Guarded by mu.
-	conds map[allocator.Key]metav1.Condition
+	// conditions writes berth.dev/Allocated, and remembers what it wrote.
+	conditions *serviceConditions
 }
 
 func (l *LoadBalancer) lockService(k allocator.Key) func() {
@@ -180,19 +172,7 @@ func (l *LoadBalancer) holds(svc *corev1.Service) bool {
 
 // clearCondition removes berth.dev/Allocated from a Service that is no longer berth's.
 func (l *LoadBalancer) clearCondition(ctx context.Context, svc *corev1.Service) error {
-	if svc.DeletionTimestamp != nil || meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated) == nil {
-		return nil
-	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []map[string]string{
-		{"type": ConditionAllocated, "$patch": "delete"}}}})
-	if err != nil {
-		return err
-	}
-	_, err = l.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("clear condition on service %s: %w", klog.KObj(svc), err)
-	}
-	return nil
+	return l.conditions.clear(ctx, svc, ConditionAllocated)
 }
 
 func keyOf(svc *corev1.Service) allocator.Key {
@@ -260,9 +240,9 @@ func (l *LoadBalancer) release(ctx context.Context, svc *corev1.Service) {
 	a, held := l.alloc.Assigned(key)
 	l.alloc.Release(key)
 	delete(l.pending, key)
-	delete(l.conds, key)
 	waiting := l.pendingKeys()
 	l.mu.Unlock()
+	l.conditions.forget(key, ConditionAllocated)
 	if held {
 		l.notifyUsage()
 		klog.FromContext(ctx).V(2).Info("Released", "service", klog.KObj(svc), "ips", a.IPs)
@@ -308,37 +288,8 @@ func (l *LoadBalancer) SetConfig(snap *config.Snapshot) {
 
 // setCondition writes the berth.dev/Allocated condition when it differs from the Service's.
 func (l *LoadBalancer) setCondition(ctx context.Context, svc *corev1.Service, status metav1.ConditionStatus, reason, msg string) error {
-	key := keyOf(svc)
-	l.mu.Lock()
-	have, known := l.conds[key]
-	l.mu.Unlock()
-	if !known {
-		if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAllocated); c != nil {
-			have, known = *c, true
-		}
-	}
-	if known && have.Status == status && have.Reason == reason && have.Message == msg && have.ObservedGeneration == svc.Generation {
-		return nil
-	}
-	cond := metav1.Condition{
-		Type: ConditionAllocated, Status: status, Reason: reason, Message: msg,
-		ObservedGeneration: svc.Generation, LastTransitionTime: metav1.NewTime(l.clock.Now()),
-	}
-	if known && have.Status == status {
-		cond.LastTransitionTime = have.LastTransitionTime
-	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []metav1.Condition{cond}}})
-	if err != nil {
-		return err
-	}
-	_, err = l.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("set condition on service %s: %w", klog.KObj(svc), err)
-	}
-	l.mu.Lock()
-	l.conds[key] = cond
-	l.mu.Unlock()
-	return nil
+	_, err := l.conditions.set(ctx, svc, metav1.Condition{Type: ConditionAllocated, Status: status, Reason: reason, Message: msg})
+	return err
 }
 
 func joinAddrs(a allocator.Assignment) string {

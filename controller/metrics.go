@@ -9,8 +9,9 @@ import (
 // metrics are berth-controller's Prometheus metrics. Labels stay bounded: pool names come
 // from the configuration, reasons from allocator.Reason.
 type metrics struct {
-	allocations *prometheus.CounterVec
-	failures    *prometheus.CounterVec
+	allocations     *prometheus.CounterVec
+	failures        *prometheus.CounterVec
+	conditionWrites *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, lb *LoadBalancer) *metrics {
@@ -23,6 +24,10 @@ func newMetrics(reg prometheus.Registerer, lb *LoadBalancer) *metrics {
 			Name: "berth_controller_allocation_failures_total",
 			Help: "Failed attempts to give a Service its addresses, by reason.",
 		}, []string{"reason"}),
+		conditionWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_controller_service_condition_writes_total",
+			Help: "Status patches of berth's Service conditions (set or removed), by condition type.",
+		}, []string{"condition"}),
 	}
 	for _, r := range []allocator.Reason{allocator.InvalidRequest, allocator.PoolNotFound, allocator.PoolNotAllowed,
 		allocator.NoPoolForService, allocator.RequestedIPNotInPool, allocator.IPInUse, allocator.PoolExhausted,
@@ -30,8 +35,11 @@ func newMetrics(reg prometheus.Registerer, lb *LoadBalancer) *metrics {
 		m.failures.WithLabelValues(string(r))
 	}
 	m.failures.WithLabelValues(EventBadRequest)
+	for _, c := range []string{ConditionAllocated, ConditionAnnounced} {
+		m.conditionWrites.WithLabelValues(c)
+	}
 	if reg != nil {
-		reg.MustRegister(m.allocations, m.failures, &poolCollector{lb: lb})
+		reg.MustRegister(m.allocations, m.failures, m.conditionWrites, &poolCollector{lb: lb})
 	}
 	return m
 }

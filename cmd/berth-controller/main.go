@@ -126,6 +126,12 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	o.controller.EventClient = ec
+	// So does the Announced condition: it must not slow allocation.
+	ac, err := kubernetes.NewForConfig(rest.AddUserAgent(cfg, "announced"))
+	if err != nil {
+		return err
+	}
+	o.controller.AnnouncedClient = ac
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.controller.Registerer = reg
