@@ -72,4 +72,3 @@ func measureDeathDetection(t *testing.T, key []byte, observers []testList) {
 		t.Errorf("median detection %v, want ≤ 1s", p50)
 	}
 }
-
