@@ -257,6 +257,10 @@ type announcedLoop struct {
 	index map[cache.ObjectName]map[string]v1alpha1.AnnouncedService
 	// last is the summary last written per Service: the "before" of its Events.
 	last map[cache.ObjectName]announcedSummary
+	// members is what each node's memberlist sees alive; dead are the nodes most others
+	// do not see, whose entries are ignored.
+	members map[string][]string
+	dead    map[string]bool
 }
 
 // newAnnouncedLoop returns the loop for the Services handles accepts; it starts nothing.
@@ -268,6 +272,8 @@ func newAnnouncedLoop(handles func(*corev1.Service) bool, services corelisters.S
 		recorder:   recorder,
 		index:      map[cache.ObjectName]map[string]v1alpha1.AnnouncedService{},
 		last:       map[cache.ObjectName]announcedSummary{},
+		members:    map[string][]string{},
+		dead:       map[string]bool{},
 		// Per-item backoff 5 ms → 60 s for failed writes; the bucket spreads retries of a
 		// failing burst at 50/s, half the client's QPS, which allocation needs more.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -347,7 +353,7 @@ func (l *announcedLoop) nodeChanged(old, cur *v1alpha1.NodeAnnouncement) {
 	if cur != nil {
 		node, after = cur.Name, cur.Status.Services
 	}
-	changed := changedEntries(before, after)
+	changed := append(changedEntries(before, after), l.membersChanged(node, old, cur)...)
 	if len(changed) == 0 {
 		return
 	}
@@ -360,6 +366,8 @@ func (l *announcedLoop) nodeChanged(old, cur *v1alpha1.NodeAnnouncement) {
 			l.index[key] = map[string]v1alpha1.AnnouncedService{node: e}
 		case ok:
 			l.index[key][node] = e
+		case l.index[key][node].Name == "":
+			// Queued by membersChanged only: nothing to remove.
 		default:
 			delete(l.index[key], node)
 			if len(l.index[key]) == 0 {
@@ -371,6 +379,67 @@ func (l *announcedLoop) nodeChanged(old, cur *v1alpha1.NodeAnnouncement) {
 	for _, key := range changed {
 		l.queue.Add(key)
 	}
+}
+
+// membersChanged records a node's view of memberlist and returns the Services with entries
+// of the nodes whose liveness this flipped.
+func (l *announcedLoop) membersChanged(node string, old, cur *v1alpha1.NodeAnnouncement) []cache.ObjectName {
+	var before, after []string
+	if old != nil {
+		before = old.Status.Members
+	}
+	if cur != nil {
+		after = cur.Status.Members
+	}
+	if old != nil && cur != nil && slices.Equal(before, after) {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur == nil {
+		delete(l.members, node)
+	} else {
+		l.members[node] = after
+	}
+	dead := deadNodes(l.members)
+	var out []cache.ObjectName
+	for key, byNode := range l.index {
+		for n := range byNode {
+			if dead[n] != l.dead[n] {
+				out = append(out, key)
+				break
+			}
+		}
+	}
+	l.dead = dead
+	return out
+}
+
+// deadNodes returns the nodes a strict majority of the other nodes' memberlists do not
+// see. A killed speaker's NodeAnnouncement keeps listing what it announced; once the
+// survivors report it gone, its entries no longer count. Nodes without a members list
+// (older speakers) neither vote nor die.
+func deadNodes(members map[string][]string) map[string]bool {
+	dead := map[string]bool{}
+	for node, own := range members {
+		if len(own) == 0 {
+			continue
+		}
+		voters, omit := 0, 0
+		for other, seen := range members {
+			if other == node || len(seen) == 0 {
+				continue
+			}
+			voters++
+			if !slices.Contains(seen, node) {
+				omit++
+			}
+		}
+		if omit > 0 && 2*omit > voters {
+			dead[node] = true
+		}
+	}
+	return dead
 }
 
 // run works the queue with workers once synced reports the informers delivered what
@@ -433,7 +502,9 @@ func (l *announcedLoop) sync(ctx context.Context, key cache.ObjectName) error {
 	old, seen := l.last[key]
 	entries := make(map[string]v1alpha1.AnnouncedService, len(l.index[key]))
 	for node, e := range l.index[key] {
-		entries[node] = e
+		if !l.dead[node] {
+			entries[node] = e
+		}
 	}
 	l.mu.Unlock()
 	if !seen {

@@ -20,6 +20,9 @@ import (
 // node announces, in the decisions' order.
 func AnnouncementStatus(d Decisions) v1alpha1.NodeAnnouncementStatus {
 	st := v1alpha1.NodeAnnouncementStatus{DecisionVersion: int64(d.DecisionVersion)}
+	for _, m := range d.Members {
+		st.Members = append(st.Members, m.Name)
+	}
 	for _, sd := range d.Services {
 		var a v1alpha1.AnnouncedService
 		for _, ip := range sd.IPs {

@@ -39,6 +39,12 @@ type NodeAnnouncementStatus struct {
 	// BGP counts the IPs the node advertises over BGP.
 	// +optional
 	BGP int32 `json:"bgp,omitempty"`
+	// Members are the speakers this node's memberlist sees alive, sorted. The controller
+	// trusts a node's entries only while most other nodes see it alive: a killed speaker
+	// cannot withdraw its own entries.
+	// +optional
+	// +listType=atomic
+	Members []string `json:"members,omitempty"`
 	// Services are the Services the node announces, sorted by namespace and name. Atomic:
 	// only the speaker writes it, and per-entry field management would cost the apiserver
 	// more than the write itself at thousands of Services.
