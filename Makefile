@@ -6,10 +6,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/berthlb/berth/version.Version=$(VERSION)
 # Tags of the test tiers that need the apiserver (integration) or root (privileged).
 TEST_TAGS := integration,privileged
+# Timing and memory SLO tests (names ending in SLO) run alone: no -race, one package at a time.
+SLO_TAGS := $(TEST_TAGS),timing
 CONTROLLER_GEN := $(GO) tool controller-gen
 GEN_ARGS := object:headerFile=/dev/null paths=./config/v1alpha1/... crd:crdVersions=v1
 
-.PHONY: all build generate lint test test-unit test-integration controlplane e2e bench demo clean
+.PHONY: all build generate lint test test-unit test-integration test-slo controlplane e2e bench demo clean
 
 all: build
 
@@ -26,7 +28,7 @@ generate:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags $(TEST_TAGS) ./...
+	$(GO) vet -tags $(SLO_TAGS) ./...
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  $(CONTROLLER_GEN) $(GEN_ARGS) output:object:dir=$$tmp/obj output:crd:dir=$$tmp/crd; \
 	  if ! diff -r $$tmp/crd config/crd || ! diff $$tmp/obj/zz_generated.deepcopy.go config/v1alpha1/zz_generated.deepcopy.go; then \
@@ -39,8 +41,9 @@ lint:
 controlplane:
 	@hack/controlplane/build.sh >/dev/null
 
-## test: unit tests, then integration and privileged tests against the real control plane
-test: test-unit test-integration
+## test: unit tests, then integration and privileged tests against the real control plane,
+## then the SLO tests
+test: test-unit test-integration test-slo
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -48,6 +51,9 @@ test-unit:
 test-integration: controlplane
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) \
 	  $(GO) test -race -count=1 -timeout 20m -tags $(TEST_TAGS) ./...
+
+test-slo: controlplane
+	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/slo.sh $(SLO_TAGS)
 
 e2e:
 	@echo "make e2e: not yet (issue 9: the end-to-end suite over the lab)"; exit 2
