@@ -43,6 +43,8 @@ type Member struct {
 	// DecisionVersion is the newest decision version the member's speaker implements; 0 means
 	// it did not say, which counts as version 1.
 	DecisionVersion uint32
+	// MACs are the hardware addresses of the member's L2 interfaces; decisions ignore them.
+	MACs []string
 }
 
 // Endpoint is one endpoint of a Service, from its EndpointSlices.

@@ -16,15 +16,23 @@ func (m memberlistMembers) Members() []Member {
 	ms := m.l.Members()
 	out := make([]Member, len(ms))
 	for i, x := range ms {
-		out[i] = Member{Name: x.Name, L2Interfaces: x.Meta.L2Interfaces, DecisionVersion: x.Meta.DecisionVersion}
+		out[i] = Member{Name: x.Name, L2Interfaces: x.Meta.L2Interfaces, DecisionVersion: x.Meta.DecisionVersion, MACs: x.Meta.MACs}
 	}
 	return out
 }
 
 func (m memberlistMembers) Join(addrs []netip.Addr) (int, error) { return m.l.Join(addrs) }
 
+// SetL2Interfaces publishes the interfaces with their MACs, which tell the other nodes'
+// L2 announcers that this node's answers are berth's, not a conflict.
 func (m memberlistMembers) SetL2Interfaces(names []string) error {
-	return m.l.SetMeta(membership.Meta{L2Interfaces: names, DecisionVersion: DecisionVersion})
+	var macs []string
+	for _, n := range names {
+		if ifi, err := net.InterfaceByName(n); err == nil && len(ifi.HardwareAddr) > 0 {
+			macs = append(macs, ifi.HardwareAddr.String())
+		}
+	}
+	return m.l.SetMeta(membership.Meta{L2Interfaces: names, DecisionVersion: DecisionVersion, MACs: macs})
 }
 
 // UsableInterfaces lists the up interfaces matching patterns. Without patterns it keeps

@@ -22,6 +22,7 @@ type MemberView struct {
 	Name            string   `json:"name"`
 	L2Interfaces    []string `json:"l2Interfaces,omitempty"`
 	DecisionVersion uint32   `json:"decisionVersion,omitempty"`
+	MACs            []string `json:"macs,omitempty"`
 }
 
 // ServiceView is one Service's decisions.
@@ -62,7 +63,7 @@ func View(d Decisions, service string) DecisionsView {
 	v := DecisionsView{Node: d.Node, Generation: d.Generation, Synced: d.Synced, DecisionVersion: d.DecisionVersion,
 		Members: []MemberView{}, Services: []ServiceView{}}
 	for _, m := range d.Members {
-		v.Members = append(v.Members, MemberView{Name: m.Name, L2Interfaces: m.L2Interfaces, DecisionVersion: m.DecisionVersion})
+		v.Members = append(v.Members, MemberView{Name: m.Name, L2Interfaces: m.L2Interfaces, DecisionVersion: m.DecisionVersion, MACs: m.MACs})
 	}
 	for _, sd := range d.Services {
 		if service != "" && sd.Namespace+"/"+sd.Name != service {

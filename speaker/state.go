@@ -142,7 +142,8 @@ func (s *State) SetMembers(members []Member) {
 }
 
 func sameMember(a, b Member) bool {
-	return a.Name == b.Name && a.DecisionVersion == b.DecisionVersion && slices.Equal(a.L2Interfaces, b.L2Interfaces)
+	return a.Name == b.Name && a.DecisionVersion == b.DecisionVersion && slices.Equal(a.L2Interfaces, b.L2Interfaces) &&
+		slices.Equal(a.MACs, b.MACs)
 }
 
 // departed returns the names in old missing from cur; both are sorted by name.

@@ -17,6 +17,9 @@ type Meta struct {
 	L2Interfaces []string
 	// DecisionVersion is the newest decision version this speaker implements.
 	DecisionVersion uint32
+	// MACs are the hardware addresses of the L2 interfaces, sorted: another berth node
+	// answering for an IP during a handover is not a conflict.
+	MACs []string
 }
 
 // metaVersion is the first byte of encoded metadata. Fields may be added inside version 1
@@ -37,17 +40,22 @@ var (
 type metaV1 struct {
 	L2Interfaces    []string `json:"l2,omitempty"`
 	DecisionVersion uint32   `json:"dv,omitempty"`
+	MACs            []string `json:"mac,omitempty"`
 }
 
-// normalized returns m with its interfaces sorted and deduplicated, as published.
+// normalized returns m with its lists sorted and deduplicated, as published.
 func (m Meta) normalized() Meta {
-	ifs := slices.Clone(m.L2Interfaces)
-	slices.Sort(ifs)
-	ifs = slices.Compact(ifs)
-	if len(ifs) == 0 {
-		ifs = nil
+	return Meta{L2Interfaces: sortedSet(m.L2Interfaces), DecisionVersion: m.DecisionVersion, MACs: sortedSet(m.MACs)}
+}
+
+func sortedSet(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	if len(s) == 0 {
+		return nil
 	}
-	return Meta{L2Interfaces: ifs, DecisionVersion: m.DecisionVersion}
+	return s
 }
 
 // encodeMeta returns the wire form of m: a version byte, then JSON. It fails with
@@ -58,7 +66,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 	buf.WriteByte(metaVersion)
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // "<" would take six bytes of the 512
-	if err := enc.Encode(metaV1{L2Interfaces: m.L2Interfaces, DecisionVersion: m.DecisionVersion}); err != nil {
+	if err := enc.Encode(metaV1{L2Interfaces: m.L2Interfaces, DecisionVersion: m.DecisionVersion, MACs: m.MACs}); err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
@@ -82,5 +90,5 @@ func decodeMeta(b []byte) (Meta, error) {
 	if err := json.Unmarshal(b[1:], &w); err != nil {
 		return Meta{}, fmt.Errorf("%w: %w", ErrMetaInvalid, err)
 	}
-	return Meta{L2Interfaces: w.L2Interfaces, DecisionVersion: w.DecisionVersion}.normalized(), nil
+	return Meta{L2Interfaces: w.L2Interfaces, DecisionVersion: w.DecisionVersion, MACs: w.MACs}.normalized(), nil
 }

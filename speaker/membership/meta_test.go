@@ -20,6 +20,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"sorted", Meta{L2Interfaces: []string{"eth0", "eth1"}, DecisionVersion: 3}, Meta{L2Interfaces: []string{"eth0", "eth1"}, DecisionVersion: 3}},
 		{"sorts and dedupes", Meta{L2Interfaces: []string{"eth1", "bond0", "eth1"}}, Meta{L2Interfaces: []string{"bond0", "eth1"}}},
 		{"empty list is none", Meta{L2Interfaces: []string{}, DecisionVersion: 1}, Meta{DecisionVersion: 1}},
+		{"MACs sorted and deduped", Meta{L2Interfaces: []string{"eth1"}, MACs: []string{"02:00:00:00:01:0b", "02:00:00:00:01:0a", "02:00:00:00:01:0b"}},
+			Meta{L2Interfaces: []string{"eth1"}, MACs: []string{"02:00:00:00:01:0a", "02:00:00:00:01:0b"}}},
 		{"odd characters", Meta{L2Interfaces: []string{"<x>", `q"`, "é"}}, Meta{L2Interfaces: []string{"<x>", `q"`, "é"}}},
 	}
 	for _, tt := range tests {
