@@ -5,7 +5,7 @@ set -uo pipefail
 log=$(mktemp /tmp/berth-slo.XXXXXX.log)
 go test -count=1 -p 1 -timeout 15m -tags "$1" -run 'SLO$' -v ./... >"$log" 2>&1
 rc=$?
-grep -E '^(--- |ok|FAIL|panic)|^\s+--- |samples|MiB|bound|took|SLO' "$log" | grep -v '^=== ' || true
+grep -E '^(--- |ok|FAIL|panic)|^\s+--- |samples|MiB|bound|took|created|decided|SLO' "$log" | grep -v '^=== ' || true
 if [ $rc -ne 0 ]; then
 	echo "SLO tests failed (rc $rc); full log follows:"
 	cat "$log"

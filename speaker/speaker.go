@@ -377,15 +377,27 @@ func objectKey(o any) (types.NamespacedName, bool) {
 }
 
 // stripObject drops what the speaker never reads, to keep the caches small at 10,000
-// Services: managed fields and the last-applied annotation.
+// Services: managed fields and annotations everywhere, endpoint addresses and references,
+// and the bulk of Node status (images, system info, volumes).
 func stripObject(o any) (any, error) {
 	m, ok := o.(metav1.Object)
 	if !ok {
 		return o, nil
 	}
 	m.SetManagedFields(nil)
-	if a := m.GetAnnotations(); a != nil {
-		delete(a, corev1.LastAppliedConfigAnnotation)
+	m.SetAnnotations(nil)
+	switch x := o.(type) {
+	case *corev1.Service:
+		x.Spec.Selector = nil
+	case *discoveryv1.EndpointSlice:
+		for i := range x.Endpoints {
+			e := &x.Endpoints[i]
+			e.Addresses, e.TargetRef, e.Hints, e.DeprecatedTopology, e.Hostname = nil, nil, nil, nil, nil
+		}
+	case *corev1.Node:
+		x.Status.Images, x.Status.VolumesInUse, x.Status.VolumesAttached = nil, nil, nil
+		x.Status.NodeInfo = corev1.NodeSystemInfo{}
+		x.Status.Capacity, x.Status.Allocatable = nil, nil
 	}
 	return o, nil
 }
