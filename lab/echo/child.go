@@ -28,8 +28,9 @@ const EnvVar = "BERTH_LAB_ECHO"
 
 // request is what a child is asked to do: serve (Config) or ask once.
 type request struct {
-	Serve *Config     `json:"serve,omitempty"`
-	Ask   *askRequest `json:"ask,omitempty"`
+	Serve *Config       `json:"serve,omitempty"`
+	Ask   *askRequest   `json:"ask,omitempty"`
+	Probe *probeRequest `json:"probe,omitempty"`
 }
 
 type askRequest struct {
@@ -60,6 +61,14 @@ func childMain(v string) int {
 			fmt.Fprintf(os.Stderr, "echo: pod %s serving TCP (HTTP) and UDP on ports %v\n", req.Serve.Pod, req.Serve.ports())
 		})
 		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	case req.Probe != nil:
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := probe(ctx, *req.Probe, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
