@@ -211,3 +211,11 @@ func (c *Capture) Close() error {
 	}
 	return nil
 }
+
+// Send writes one whole Ethernet frame to the device, as a test's forged sender.
+func (c *Capture) Send(frame []byte) error {
+	if _, err := c.f.Write(frame); err != nil {
+		return fmt.Errorf("send on %s in %s: %w", c.dev, c.ns, err)
+	}
+	return nil
+}

@@ -161,3 +161,20 @@ func (f Frame) ND() (ND, bool) {
 	}
 	return n, true
 }
+
+// ARPReplyFrame builds a broadcast ARP reply in which mac claims ip: what a machine that
+// also holds ip sends.
+func ARPReplyFrame(mac net.HardwareAddr, ip netip.Addr) []byte {
+	b := make([]byte, 0, 42)
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	b = append(b, mac...)
+	b = append(b, 0x08, 0x06)          // ARP
+	b = append(b, 0, 1, 0x08, 0, 6, 4) // Ethernet, IPv4, sizes
+	b = append(b, 0, 2)                // reply
+	ip4 := ip.As4()
+	b = append(b, mac...)
+	b = append(b, ip4[:]...)
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	b = append(b, ip4[:]...)
+	return b
+}

@@ -110,3 +110,12 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestARPReplyFrame(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0x99, 1}
+	ip := netip.MustParseAddr("198.18.2.193")
+	a, ok := Frame{Data: ARPReplyFrame(mac, ip)}.ARP()
+	if !ok || a.Op != ARPReply || !bytes.Equal(a.SenderMAC, mac) || a.SenderIP != ip || !a.Gratuitous() {
+		t.Errorf("ARPReplyFrame decodes as %v (ok %v), want a gratuitous reply from %s for %s", a, ok, mac, ip)
+	}
+}
