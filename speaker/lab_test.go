@@ -48,6 +48,8 @@ type worldOptions struct {
 	noController bool
 	// noSpeakers starts no speaker: the test calls startSpeaker.
 	noSpeakers bool
+	// kubeProxy runs kube-proxy in the nodes, so that traffic to LB IPs reaches pods.
+	kubeProxy bool
 }
 
 func startWorld(t *testing.T, opts worldOptions) *world {
@@ -66,7 +68,7 @@ func startWorld(t *testing.T, opts worldOptions) *world {
 		bins <- err
 	}()
 	begin := time.Now()
-	site, err := lab.Start(ctx, lab.SiteOptions{Nodes: opts.nodes, BaseDir: base, NoRouters: true, NoKubeProxy: true,
+	site, err := lab.Start(ctx, lab.SiteOptions{Nodes: opts.nodes, BaseDir: base, NoRouters: true, NoKubeProxy: !opts.kubeProxy,
 		CRDDirs: []string{"../config/crd"}})
 	if err != nil {
 		<-bins

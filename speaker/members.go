@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/berthlb/berth/l2"
 	"github.com/berthlb/berth/speaker/membership"
 )
 
@@ -35,36 +36,12 @@ func (m memberlistMembers) SetL2Interfaces(names []string) error {
 	return m.l.SetMeta(membership.Meta{L2Interfaces: names, DecisionVersion: DecisionVersion, MACs: macs})
 }
 
-// UsableInterfaces lists the up interfaces matching patterns. Without patterns it keeps
-// only interfaces with a global unicast address: L2 announcements answer on a subnet, and
-// the many address-less veths of a node would not fit in the member metadata.
+// UsableInterfaces lists the up interfaces matching patterns; without patterns, the l2
+// package's default set (broadcast-capable, not loopback, not a bridge port, not a
+// container runtime's), which the announcer also answers on.
 func UsableInterfaces(patterns []string) ([]string, error) {
-	up, err := membership.UpInterfaces(patterns)
-	if err != nil || len(patterns) > 0 {
-		return up, err
+	if len(patterns) == 0 {
+		return l2.DefaultInterfaces()
 	}
-	var out []string
-	for _, name := range up {
-		if hasGlobalAddress(name) {
-			out = append(out, name)
-		}
-	}
-	return out, nil
-}
-
-func hasGlobalAddress(name string) bool {
-	ifi, err := net.InterfaceByName(name)
-	if err != nil {
-		return false
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsGlobalUnicast() {
-			return true
-		}
-	}
-	return false
+	return membership.UpInterfaces(patterns)
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,6 +55,12 @@ type Options struct {
 	// JoinInterval is how often Nodes missing from memberlist are joined; 10 s when zero.
 	JoinInterval time.Duration
 	Metrics      *Metrics
+	// L2 answers ARP/NDP for the IPs this node owns; nil: decide only.
+	L2 L2Executor
+	// FreezeThreshold is the stall after which L2 is held for FreezeHold; 1 s and 2 s when zero.
+	FreezeThreshold, FreezeHold time.Duration
+	// Recorder receives the speaker's Events; nil: none.
+	Recorder record.EventRecorder
 }
 
 // Speaker is the node agent's loop: informers and memberlist in, decisions out.
@@ -66,9 +73,12 @@ type Speaker struct {
 	changed chan struct{} // decisions changed, for the reporter
 	synced  atomic.Bool
 
-	mu       sync.Mutex
-	patterns []string // L2 interface patterns of the current config
-	subs     []chan struct{}
+	frozen chan struct{} // woke from a freeze, for followL2
+
+	mu        sync.Mutex
+	patterns  []string // L2 interface patterns of the current config
+	subs      []chan struct{}
+	holdUntil time.Time // L2 is held until then after a freeze
 }
 
 // New returns a Speaker; it starts nothing.
@@ -85,7 +95,13 @@ func New(opts Options) *Speaker {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
-	s := &Speaker{opts: opts, changed: make(chan struct{}, 1)}
+	if opts.FreezeThreshold <= 0 {
+		opts.FreezeThreshold = time.Second
+	}
+	if opts.FreezeHold <= 0 {
+		opts.FreezeHold = 2 * time.Second
+	}
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1)}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithTransform(stripObject))
 	svcInf := s.factory.Core().V1().Services().Informer()
@@ -148,6 +164,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 	wg.Go(func() { s.report(ctx) })
 	wg.Go(func() { s.watchLinks(ctx) })
 	wg.Go(func() { s.joinLoop(ctx) })
+	if s.opts.L2 != nil {
+		wg.Go(func() { s.watchFreeze(ctx) })
+		wg.Go(func() { s.followL2(ctx) })
+	}
 	<-ctx.Done()
 	return nil
 }

@@ -44,8 +44,12 @@ type State struct {
 	gen      uint64 // counts decision changes
 	synced   bool   // a full pass ran with config and nodes known
 	counts   map[countKey]int
-	failover map[string]struct{} // members lost since the last full pass
+	failover map[string]struct{}  // members lost since the last full pass
+	former   map[string]time.Time // MACs of departed members, when they left
 }
+
+// formerMemberMemory is how long the MACs of a departed member still count as berth's.
+const formerMemberMemory = time.Minute
 
 // countKey is a label set of berth_speaker_announced_ips.
 type countKey struct{ pool, protocol string }
@@ -65,7 +69,7 @@ func NewState(self string, source ServiceSource, opts StateOptions) *State {
 		wake:  make(chan struct{}, 1),
 		nodes: map[string]Node{}, dirty: map[types.NamespacedName]struct{}{},
 		decided: map[types.NamespacedName]ServiceDecision{}, counts: map[countKey]int{},
-		failover: map[string]struct{}{},
+		failover: map[string]struct{}{}, former: map[string]time.Time{},
 	}
 	if s.onChange == nil {
 		s.onChange = func() {}
@@ -126,6 +130,7 @@ func (s *State) SetMembers(members []Member) {
 		return
 	}
 	gone := departed(s.members, members)
+	s.rememberMACs(gone, time.Now())
 	s.members, s.clusterDirty = members, true
 	changed := false
 	if len(gone) > 0 {
@@ -381,4 +386,35 @@ func (s *State) countsLocked() map[[2]string]int {
 		}
 	}
 	return out
+}
+
+// Members returns the live members last recorded. Shared: do not modify.
+func (s *State) Members() []Member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.members
+}
+
+// rememberMACs records the MACs of the departed members, and forgets those gone long ago.
+func (s *State) rememberMACs(gone []string, now time.Time) {
+	for _, m := range s.members {
+		if slices.Contains(gone, m.Name) {
+			for _, mac := range m.MACs {
+				s.former[mac] = now
+			}
+		}
+	}
+	for mac, at := range s.former {
+		if now.Sub(at) > formerMemberMemory {
+			delete(s.former, mac)
+		}
+	}
+}
+
+// FormerMAC reports whether mac belonged to a member that left within formerMemberMemory.
+func (s *State) FormerMAC(mac string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.former[mac]
+	return ok && now.Sub(at) <= formerMemberMemory
 }

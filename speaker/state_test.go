@@ -199,3 +199,20 @@ func TestStateFailover(t *testing.T) {
 		t.Errorf("L2 count in pool lan = %d, want 1", got)
 	}
 }
+
+func TestStateFormerMACs(t *testing.T) {
+	st, _, _ := stateWorld(t)
+	withMAC := members("a", "b", "c")
+	withMAC[1].MACs = []string{"02:18:02:00:00:0c"}
+	st.SetMembers(withMAC)
+	if st.FormerMAC("02:18:02:00:00:0c", time.Now()) {
+		t.Errorf("a live member's MAC counts as former")
+	}
+	st.SetMembers(members("a", "c"))
+	if !st.FormerMAC("02:18:02:00:00:0c", time.Now()) {
+		t.Errorf("the MAC of a member that just left is not remembered")
+	}
+	if st.FormerMAC("02:18:02:00:00:0c", time.Now().Add(2*formerMemberMemory)) {
+		t.Errorf("a MAC is remembered beyond formerMemberMemory")
+	}
+}

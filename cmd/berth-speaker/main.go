@@ -19,12 +19,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +35,7 @@ import (
 
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
+	"github.com/berthlb/berth/l2"
 	"github.com/berthlb/berth/speaker"
 	"github.com/berthlb/berth/speaker/membership"
 	"github.com/berthlb/berth/version"
@@ -52,6 +56,7 @@ type options struct {
 	timings        membership.Timings
 	showVersion    bool
 	leaveTimeout   time.Duration
+	handoverGrace  time.Duration
 	reportInterval time.Duration
 }
 
@@ -71,6 +76,7 @@ func main() {
 	fs.DurationVar(&o.timings.GossipInterval, "memberlist-gossip-interval", o.timings.GossipInterval, "how often members gossip")
 	fs.DurationVar(&o.timings.PushPullInterval, "memberlist-push-pull-interval", o.timings.PushPullInterval, "how often members exchange full state")
 	fs.DurationVar(&o.leaveTimeout, "memberlist-leave-timeout", time.Second, "how long a stopping speaker waits for its leave to spread, so others take its IPs at once")
+	fs.DurationVar(&o.handoverGrace, "handover-grace", 300*time.Millisecond, "how long a stopping speaker keeps answering ARP/NDP after leaving, while the new owners announce")
 	fs.StringVar(&o.classes.LoadBalancerClass, "load-balancer-class", "berth.dev/lb", "loadBalancerClass handled by berth (as berth-controller's flag)")
 	fs.BoolVar(&o.classes.HandleDefaultClass, "handle-default-class", true, "also handle Services without a loadBalancerClass (as berth-controller's flag)")
 	fs.Float64Var(&o.qps, "kube-api-qps", 20, "client queries per second to the kube-apiserver")
@@ -150,6 +156,14 @@ func run(ctx context.Context, o options) error {
 	}
 
 	var sp *speaker.Speaker
+	announcer, err := l2.New(l2.Config{
+		Logger: logger.WithName("l2"), Registerer: reg,
+		BerthMAC:   func(mac net.HardwareAddr) bool { return sp.BerthMAC(mac) },
+		OnConflict: func(c l2.Conflict) { sp.L2Conflict(c) },
+	})
+	if err != nil {
+		return fmt.Errorf("l2: %w", err)
+	}
 	changed := make(chan struct{}, 1)
 	list, err := membership.New(membership.Config{
 		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Key: key, Timings: o.timings,
@@ -163,19 +177,36 @@ func run(ctx context.Context, o options) error {
 	if err := reg.Register(list.Collector()); err != nil {
 		return err
 	}
+	logger.Info("Memberlist up", "bind", netip.AddrPortFrom(bind, uint16(o.port)))
+
+	events := record.NewBroadcaster(record.WithContext(ctx))
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kc.CoreV1().Events("")})
+	defer events.Shutdown()
+	sp = speaker.New(speaker.Options{
+		Node: o.nodeName, Classes: o.classes, Client: kc, Cache: cache, CRClient: crc,
+		Members: speaker.Memberlist(list), Interfaces: speaker.UsableInterfaces,
+		ReportInterval: o.reportInterval, Metrics: metrics, L2: announcer,
+		Recorder: events.NewRecorder(scheme, corev1.EventSource{Component: "berth-speaker", Host: o.nodeName}),
+	})
+	// The announcer outlives ctx: on the way out this node leaves memberlist, the others
+	// take its IPs and announce them, and only then does it stop answering.
+	annCtx, stopAnnouncer := context.WithCancel(context.WithoutCancel(ctx))
+	annDone := make(chan struct{})
+	go func() {
+		defer close(annDone)
+		if err := announcer.Run(annCtx); err != nil {
+			logger.Error(err, "L2 announcer stopped")
+		}
+	}()
 	defer func() {
 		if err := list.Leave(o.leaveTimeout); err != nil {
 			logger.Error(err, "Leave memberlist")
 		}
+		time.Sleep(o.handoverGrace) // the others' takeover, then silence here
+		stopAnnouncer()
+		<-annDone
 		_ = list.Shutdown()
 	}()
-	logger.Info("Memberlist up", "bind", netip.AddrPortFrom(bind, uint16(o.port)))
-
-	sp = speaker.New(speaker.Options{
-		Node: o.nodeName, Classes: o.classes, Client: kc, Cache: cache, CRClient: crc,
-		Members: speaker.Memberlist(list), Interfaces: speaker.UsableInterfaces,
-		ReportInterval: o.reportInterval, Metrics: metrics,
-	})
 	go func() {
 		for {
 			select {
