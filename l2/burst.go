@@ -26,13 +26,22 @@ func (q burstQueue) add(p pair, n int, first time.Time) {
 // drop forgets p: it is no longer answered there.
 func (q burstQueue) drop(p pair) { delete(q, p) }
 
+// staleAfter is how late a repeat may be before the whole burst is dropped: a repeat that
+// late means the process did not run (SIGSTOP, a paused VM), and while it was stopped the
+// other nodes may have taken the IP; announcing it now would take it back.
+const staleAfter = time.Second
+
 // due returns the pairs whose repeat is due at now, sorted, and schedules their next
 // repeat interval later (measured from when it was due, so a late loop does not stretch
-// the burst).
+// the burst). Bursts more than staleAfter late are dropped, unsent.
 func (q burstQueue) due(now time.Time, interval time.Duration) []pair {
 	var out []pair
 	for p, it := range q {
 		if it.next.After(now) {
+			continue
+		}
+		if now.Sub(it.next) > staleAfter {
+			delete(q, p)
 			continue
 		}
 		out = append(out, p)

@@ -1,6 +1,7 @@
 package l2
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -51,5 +52,18 @@ func TestBurstQueue(t *testing.T) {
 	q.drop(a)
 	if got := q.due(t0.Add(time.Hour), every); len(got) != 0 {
 		t.Errorf("a dropped pair is still due: %v", got)
+	}
+}
+
+func TestBurstQueueDropsStale(t *testing.T) {
+	q := burstQueue{}
+	start := time.Unix(1000, 0)
+	p := pair{"eth1", netip.MustParseAddr("198.18.2.193")}
+	q.add(p, 3, start)
+	if got := q.due(start.Add(staleAfter+time.Millisecond), 250*time.Millisecond); len(got) != 0 {
+		t.Errorf("a burst %v late was sent: %v", staleAfter, got)
+	}
+	if _, ok := q.next(); ok {
+		t.Errorf("a stale burst stays scheduled")
 	}
 }

@@ -86,7 +86,9 @@ func TestTakeoverInNetns(t *testing.T) {
 			}
 			for i := frames; i < len(times); i += frames {
 				gap := times[i].Sub(times[i-frames])
-				if gap < DefaultBurstInterval-20*time.Millisecond || gap > DefaultBurstInterval+100*time.Millisecond {
+				// Spread, not timed: a late repeat makes the next one early (the schedule
+				// keeps to when each was due), and this runs with -race on a busy machine.
+				if gap < DefaultBurstInterval/2 || gap > 2*DefaultBurstInterval {
 					t.Errorf("announcement %d came %v after the previous one, want about %v", i/frames, gap, DefaultBurstInterval)
 				}
 			}
