@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -261,6 +262,8 @@ type announcedLoop struct {
 	// do not see, whose entries are ignored.
 	members map[string][]string
 	dead    map[string]bool
+	// conflicts are the L2 conflicts each node reports.
+	conflicts map[string][]v1alpha1.L2Conflict
 }
 
 // newAnnouncedLoop returns the loop for the Services handles accepts; it starts nothing.
@@ -274,6 +277,7 @@ func newAnnouncedLoop(handles func(*corev1.Service) bool, services corelisters.S
 		last:       map[cache.ObjectName]announcedSummary{},
 		members:    map[string][]string{},
 		dead:       map[string]bool{},
+		conflicts:  map[string][]v1alpha1.L2Conflict{},
 		// Per-item backoff 5 ms → 60 s for failed writes; the bucket spreads retries of a
 		// failing burst at 50/s, half the client's QPS, which allocation needs more.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -354,6 +358,7 @@ func (l *announcedLoop) nodeChanged(old, cur *v1alpha1.NodeAnnouncement) {
 		node, after = cur.Name, cur.Status.Services
 	}
 	changed := append(changedEntries(before, after), l.membersChanged(node, old, cur)...)
+	changed = append(changed, l.conflictsChanged(node, old, cur)...)
 	if len(changed) == 0 {
 		return
 	}
@@ -413,6 +418,64 @@ func (l *announcedLoop) membersChanged(node string, old, cur *v1alpha1.NodeAnnou
 	}
 	l.dead = dead
 	return out
+}
+
+// conflictsChanged records a node's L2 conflicts and returns the Services holding an IP
+// whose conflicts changed.
+func (l *announcedLoop) conflictsChanged(node string, old, cur *v1alpha1.NodeAnnouncement) []cache.ObjectName {
+	var before, after []v1alpha1.L2Conflict
+	if old != nil {
+		before = old.Status.Conflicts
+	}
+	if cur != nil {
+		after = cur.Status.Conflicts
+	}
+	if slices.Equal(before, after) {
+		return nil
+	}
+	ips := map[netip.Addr]bool{}
+	for _, c := range append(slices.Clone(before), after...) {
+		if ip, err := netip.ParseAddr(c.IP); err == nil {
+			ips[ip] = true
+		}
+	}
+	l.mu.Lock()
+	if len(after) == 0 {
+		delete(l.conflicts, node)
+	} else {
+		l.conflicts[node] = after
+	}
+	l.mu.Unlock()
+	// Conflicts are rare: a scan of the Services is cheaper than an index by IP.
+	svcs, _ := l.services.List(labels.Everything())
+	var out []cache.ObjectName
+	for _, svc := range svcs {
+		if slices.ContainsFunc(ingressIPs(svc), func(ip netip.Addr) bool { return ips[ip] }) {
+			out = append(out, cache.MetaObjectToName(svc))
+		}
+	}
+	return out
+}
+
+// withConflicts adds to a summary the other machines answering for the Service's IPs, as
+// nodes reported them (by node name), in IP order.
+func withConflicts(sum announcedSummary, ips []netip.Addr, conflicts map[string][]v1alpha1.L2Conflict) announcedSummary {
+	var clauses []string
+	for node, cs := range conflicts {
+		for _, c := range cs {
+			ip, err := netip.ParseAddr(c.IP)
+			if err != nil || !slices.Contains(ips, ip) {
+				continue
+			}
+			clauses = append(clauses, fmt.Sprintf("%s also answered by %s (seen by %s on %s)", ip, c.MAC, node, c.Interface))
+		}
+	}
+	if len(clauses) == 0 || sum.Status == "" {
+		return sum
+	}
+	slices.Sort(clauses)
+	sum.Message += "; L2 conflict: " + strings.Join(clauses, ", ")
+	return sum
 }
 
 // deadNodes returns the nodes a strict majority of the other nodes' memberlists do not
@@ -500,6 +563,12 @@ func (l *announcedLoop) sync(ctx context.Context, key cache.ObjectName) error {
 
 	l.mu.Lock()
 	old, seen := l.last[key]
+	conflicts := make(map[string][]v1alpha1.L2Conflict, len(l.conflicts))
+	for node, cs := range l.conflicts {
+		if !l.dead[node] {
+			conflicts[node] = cs
+		}
+	}
 	entries := make(map[string]v1alpha1.AnnouncedService, len(l.index[key]))
 	for node, e := range l.index[key] {
 		if !l.dead[node] {
@@ -515,7 +584,7 @@ func (l *announcedLoop) sync(ctx context.Context, key cache.ObjectName) error {
 		}
 	}
 	in := announcedService{IPs: ingressIPs(svc), Local: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal}
-	cur := summarizeAnnounced(in, entries, old.L2Owner)
+	cur := withConflicts(summarizeAnnounced(in, entries, old.L2Owner), in.IPs, conflicts)
 	wrote, err := l.conditions.set(ctx, svc, cur.condition())
 	if err != nil {
 		return err

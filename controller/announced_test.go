@@ -326,3 +326,19 @@ func TestDeadNodes(t *testing.T) {
 		})
 	}
 }
+
+func TestWithConflicts(t *testing.T) {
+	ip := netip.MustParseAddr("198.18.2.193")
+	sum := announcedSummary{Status: metav1.ConditionTrue, Reason: ReasonAnnounced, Message: "L2 198.18.2.193 from node-a (eth1)"}
+	conflicts := map[string][]v1alpha1.L2Conflict{
+		"node-a": {{IP: "198.18.2.193", MAC: "02:99:00:00:00:01", Interface: "eth1"}, {IP: "198.18.2.250", MAC: "02:99:00:00:00:02", Interface: "eth1"}},
+	}
+	got := withConflicts(sum, []netip.Addr{ip}, conflicts)
+	want := "L2 198.18.2.193 from node-a (eth1); L2 conflict: 198.18.2.193 also answered by 02:99:00:00:00:01 (seen by node-a on eth1)"
+	if got.Message != want || got.Status != metav1.ConditionTrue {
+		t.Errorf("withConflicts: %s %q, want True %q", got.Status, got.Message, want)
+	}
+	if got := withConflicts(sum, []netip.Addr{ip}, nil); got.Message != sum.Message {
+		t.Errorf("without conflicts the message changed: %q", got.Message)
+	}
+}

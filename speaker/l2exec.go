@@ -4,11 +4,14 @@ import (
 	"context"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/l2"
 )
 
@@ -113,9 +116,46 @@ func (s *Speaker) BerthMAC(mac net.HardwareAddr) bool {
 	return s.state.FormerMAC(want, time.Now())
 }
 
+// conflictMemory is how long a conflict stays in the NodeAnnouncement after it was last
+// seen; the l2 announcer reports an ongoing one every 10 s.
+const conflictMemory = time.Minute
+
+// seenConflict is a conflict as the NodeAnnouncement lists it.
+type seenConflict struct {
+	v1alpha1.L2Conflict
+	last time.Time
+}
+
+// Conflicts returns the conflicts seen within conflictMemory of now, sorted by IP, and
+// forgets older ones.
+func (s *Speaker) Conflicts(now time.Time) []v1alpha1.L2Conflict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []v1alpha1.L2Conflict
+	for ip, c := range s.conflicts {
+		if now.Sub(c.last) > conflictMemory {
+			delete(s.conflicts, ip)
+			continue
+		}
+		out = append(out, c.L2Conflict)
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.L2Conflict) int { return strings.Compare(a.IP, b.IP) })
+	return out
+}
+
 // L2Conflict reports that another machine answers for an IP this node owns: a Warning
-// Event on every Service holding the IP, and a log line.
+// Event on every Service holding the IP, a log line, and an entry in the NodeAnnouncement,
+// which the controller shows in the Services' berth.dev/Announced condition.
 func (s *Speaker) L2Conflict(c l2.Conflict) {
+	s.mu.Lock()
+	seen, ok := s.conflicts[c.IP]
+	if !ok || seen.MAC != c.MAC.String() {
+		seen = seenConflict{L2Conflict: v1alpha1.L2Conflict{IP: c.IP.String(), MAC: c.MAC.String(), Interface: c.Interface, Since: metav1.NewTime(c.Seen)}}
+	}
+	seen.last = c.Seen
+	s.conflicts[c.IP] = seen
+	s.mu.Unlock()
+	wake(s.changed)
 	klog.Background().Info("Another machine answers for an owned IP", "ip", c.IP, "interface", c.Interface, "mac", c.MAC, "node", s.opts.Node)
 	if s.opts.Recorder == nil {
 		return

@@ -86,6 +86,10 @@ func (s *Speaker) report(ctx context.Context) {
 			continue
 		}
 		st := AnnouncementStatus(d)
+		st.Conflicts = s.Conflicts(time.Now())
+		if len(st.Conflicts) > 0 {
+			retry.Reset(conflictMemory / 4) // to drop them once they are old
+		}
 		if written != nil && equality.Semantic.DeepEqual(*written, st) {
 			continue
 		}

@@ -79,6 +79,7 @@ type Speaker struct {
 	patterns  []string // L2 interface patterns of the current config
 	subs      []chan struct{}
 	holdUntil time.Time // L2 is held until then after a freeze
+	conflicts map[netip.Addr]seenConflict
 }
 
 // New returns a Speaker; it starts nothing.
@@ -101,7 +102,8 @@ func New(opts Options) *Speaker {
 	if opts.FreezeHold <= 0 {
 		opts.FreezeHold = 2 * time.Second
 	}
-	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1)}
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1),
+		conflicts: map[netip.Addr]seenConflict{}}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithTransform(stripObject))
 	svcInf := s.factory.Core().V1().Services().Informer()

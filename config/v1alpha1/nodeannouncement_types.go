@@ -28,6 +28,18 @@ type AnnouncedService struct {
 	Peers []string `json:"peers,omitempty"`
 }
 
+// L2Conflict is another machine answering ARP/NDP for an IP this node owns.
+type L2Conflict struct {
+	// IP is the contested address.
+	IP string `json:"ip"`
+	// MAC is the other machine's hardware address.
+	MAC string `json:"mac"`
+	// Interface is where this node saw it.
+	Interface string `json:"interface"`
+	// Since is when this node first saw it.
+	Since metav1.Time `json:"since"`
+}
+
 // NodeAnnouncementStatus is what a node's speaker has decided to announce.
 type NodeAnnouncementStatus struct {
 	// DecisionVersion is the decision version the speaker elected with.
@@ -45,6 +57,11 @@ type NodeAnnouncementStatus struct {
 	// +optional
 	// +listType=atomic
 	Members []string `json:"members,omitempty"`
+	// Conflicts are other machines answering for IPs this node owns, seen within the last
+	// minute, sorted by IP.
+	// +optional
+	// +listType=atomic
+	Conflicts []L2Conflict `json:"conflicts,omitempty"`
 	// Services are the Services the node announces, sorted by namespace and name. Atomic:
 	// only the speaker writes it, and per-entry field management would cost the apiserver
 	// more than the write itself at thousands of Services.
