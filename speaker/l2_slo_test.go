@@ -3,17 +3,20 @@
 package speaker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -45,7 +48,7 @@ func TestL2SLO(t *testing.T) {
 	})
 	var v4, v6 netip.Addr
 	lab.Eventually(t, 30*time.Second, "web gets an IPv4 and an IPv6 address", func(ctx context.Context) (string, bool) {
-		svc, err := w.site.Client().CoreV1().Services("demo").Get(ctx, "web", metav1.GetOptions{})
+		svc, err := w.kc.CoreV1().Services("demo").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return err.Error(), false
 		}
@@ -66,6 +69,8 @@ func TestL2SLO(t *testing.T) {
 	t.Run("node crash", func(t *testing.T) { w.nodeCrash(t, v4) })
 	t.Run("planned handover", func(t *testing.T) { w.plannedHandover(t, v4) })
 	t.Run("eth1 down", func(t *testing.T) { w.linkDown(t, v4) })
+	t.Run("NDP re-validation", func(t *testing.T) { w.ndpRevalidation(t, v6) })
+	t.Run("freeze", func(t *testing.T) { w.freeze(t, v4) })
 	t.Run("conflict", func(t *testing.T) { w.conflict(t, v4) })
 	t.Run("no stray addresses", func(t *testing.T) { w.noStrays(t, v6) })
 }
@@ -265,7 +270,7 @@ func (w *world) plannedHandover(t *testing.T, ip netip.Addr) {
 
 func (w *world) noConflictEvents(t *testing.T) {
 	t.Helper()
-	evs, err := w.site.Client().CoreV1().Events("demo").List(t.Context(), metav1.ListOptions{FieldSelector: "reason=L2Conflict"})
+	evs, err := w.kc.CoreV1().Events("demo").List(t.Context(), metav1.ListOptions{FieldSelector: "reason=L2Conflict"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +343,7 @@ func (w *world) conflict(t *testing.T, ip netip.Addr) {
 		t.Fatal(err)
 	}
 	lab.Eventually(t, 10*time.Second, "an L2Conflict Event on web", func(ctx context.Context) (string, bool) {
-		evs, err := w.site.Client().CoreV1().Events("demo").List(ctx, metav1.ListOptions{FieldSelector: "reason=L2Conflict"})
+		evs, err := w.kc.CoreV1().Events("demo").List(ctx, metav1.ListOptions{FieldSelector: "reason=L2Conflict"})
 		if err != nil {
 			return err.Error(), false
 		}
@@ -350,6 +355,17 @@ func (w *world) conflict(t *testing.T, ip netip.Addr) {
 		return fmt.Sprint(len(evs.Items), " conflict events"), false
 	})
 	t.Logf("a stranger's ARP reply for %s became an L2Conflict Event in %v", ip, time.Since(sent).Round(time.Millisecond))
+	lab.Eventually(t, 10*time.Second, "the condition of web names the conflict", func(ctx context.Context) (string, bool) {
+		svc, err := w.kc.CoreV1().Services("demo").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err.Error(), false
+		}
+		c := meta.FindStatusCondition(svc.Status.Conditions, "berth.dev/Announced")
+		if c == nil {
+			return "no condition", false
+		}
+		return c.Message, strings.Contains(c.Message, "L2 conflict: "+ip.String()+" also answered by 02:99:00:00:00:01")
+	})
 }
 
 // noStrays checks that after all the kills and restarts, only the owner of the IPv6
@@ -369,4 +385,131 @@ func (w *world) noStrays(t *testing.T, v6 netip.Addr) {
 		}
 		return fmt.Sprintf("on %v, owner %s", seen, owner), len(seen) == 1 && seen[0] == owner
 	})
+}
+
+// ndpRevalidation: with a short reachable time on the client and traffic every 200 ms for
+// 20 s, the client's entry for the IPv6 address never fails or changes MAC: the owner
+// answers the unicast solicitations the client re-validates it with.
+func (w *world) ndpRevalidation(t *testing.T, v6 netip.Addr) {
+	client := w.site.Network().L2Client
+	owner := w.site.Network().Node(w.owner(t, v6))
+	want := strings.ToLower(owner.L2MAC.String())
+	sysctl := func(kv string) {
+		t.Helper()
+		if out, err := exec.Command("ip", "netns", "exec", string(client.NS), "sysctl", "-qw", kv).CombinedOutput(); err != nil {
+			t.Fatalf("sysctl %s: %v\n%s", kv, err, out)
+		}
+	}
+	sysctl("net.ipv6.neigh." + client.Dev + ".base_reachable_time_ms=1000")
+	sysctl("net.ipv6.neigh." + client.Dev + ".delay_first_probe_time=0")
+	c, err := capture.Start(t.Context(), client.NS, client.Dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	spec, err := echo.ProbeSpec("probe-ndp", client.NS, netip.AddrPortFrom(v6, 80), 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := w.site.Network().Runner().Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Stop(time.Second) }()
+	// Earlier subtests moved the address; the entry must point at the owner first.
+	began := time.Now()
+	lab.Eventually(t, 5*time.Second, "the client's entry for "+v6.String()+" names the owner "+owner.Name, func(ctx context.Context) (string, bool) {
+		out, _ := exec.CommandContext(ctx, "ip", "-n", string(client.NS), "-6", "neigh", "show", v6.String(), "dev", client.Dev).CombinedOutput()
+		return string(out), strings.Contains(strings.ToLower(string(out)), want)
+	})
+	t.Logf("the client's entry named the owner %v after the probe started", time.Since(began).Round(time.Millisecond))
+	states := map[string]int{}
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) { // sampling the entry
+		out, err := exec.Command("ip", "-n", string(client.NS), "-6", "neigh", "show", v6.String(), "dev", client.Dev).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip neigh: %v\n%s", err, out)
+		}
+		f := strings.Fields(string(out))
+		if len(f) == 0 {
+			continue
+		}
+		state := f[len(f)-1]
+		states[state]++
+		if state == "FAILED" || state == "INCOMPLETE" {
+			t.Fatalf("the client's entry for %s went %s: %s", v6, state, out)
+		}
+		if i := slices.Index(f, "lladdr"); i >= 0 && i+1 < len(f) && strings.ToLower(f[i+1]) != want {
+			t.Fatalf("the client's entry for %s changed MAC to %s, want %s", v6, f[i+1], want)
+		}
+	}
+	asked, answered := 0, 0
+	for _, fr := range c.Frames() {
+		nd, ok := fr.ND()
+		if !ok || nd.Target != v6 {
+			continue
+		}
+		switch {
+		case fr.Outgoing && nd.Type == capture.NeighborSolicitation && !nd.Dst.IsMulticast() && strings.ToLower(fr.Dst().String()) == want:
+			asked++ // a re-validation of the owner's entry
+		case !fr.Outgoing && nd.Type == capture.NeighborAdvertisement && nd.Solicited && strings.ToLower(fr.Src().String()) == want:
+			answered++
+		}
+	}
+	t.Logf("NDP re-validation for 20 s: entry states %v, %d unicast NS sent, %d solicited NA from the owner %s", states, asked, answered, owner.Name)
+	if asked < 10 || answered < asked {
+		t.Errorf("%d unicast NS, %d answered; want ≥ 10, all answered", asked, answered)
+	}
+}
+
+// freeze stops the owner's speaker for 3 s: the others take the IP; when it wakes it must
+// not announce the IP before the hold ends, and no conflict is reported.
+func (w *world) freeze(t *testing.T, ip netip.Addr) {
+	owner := w.owner(t, ip)
+	node := w.site.Network().Node(owner)
+	client := w.site.Network().L2Client
+	p := w.speakers[owner]
+	if err := p.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Resume() })
+	var survivors []string
+	for _, n := range w.nodes {
+		if n != owner {
+			survivors = append(survivors, n)
+		}
+	}
+	lab.Eventually(t, 5*time.Second, "the others take "+ip.String(), func(ctx context.Context) (string, bool) {
+		views, err := w.l2Views(ctx, survivors)
+		if err != nil {
+			return err.Error(), false
+		}
+		got := views[survivors[0]].owners[ip.String()]
+		return got, got != owner && got != "" && views[got].announced[ip.String()]
+	})
+	time.Sleep(3 * time.Second) // the freeze itself
+	c, err := capture.Start(t.Context(), client.NS, client.Dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	woke := time.Now()
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // inside the 2 s hold: watch what the woken node sends
+	for _, fr := range c.Frames() {
+		if a, ok := fr.ARP(); ok && a.SenderIP == ip && bytes.Equal(a.SenderMAC, node.L2MAC) {
+			t.Errorf("%s announced %s %v after waking, inside the hold: %s", owner, ip, fr.Time.Sub(woke), a)
+		}
+	}
+	now := w.owner(t, ip)
+	want := strings.ToLower(w.site.Network().Node(now).L2MAC.String())
+	lab.Eventually(t, 10*time.Second, "after the hold, the owner "+now+" answers ARP for "+ip.String(), func(ctx context.Context) (string, bool) {
+		out, _ := exec.CommandContext(ctx, "ip", "netns", "exec", string(client.NS), "arping", "-c1", "-w1", "-I", client.Dev, ip.String()).CombinedOutput()
+		m := macInBrackets.FindStringSubmatch(string(out))
+		return string(out), m != nil && strings.ToLower(m[1]) == want
+	})
+	w.noConflictEvents(t)
+	t.Logf("%s frozen 3 s: the others took %s; after waking it sent nothing for it within 1 s; %s answers after the hold (%v after waking)",
+		owner, ip, now, time.Since(woke).Round(time.Millisecond))
 }

@@ -18,7 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2/ktesting"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,6 +38,7 @@ type world struct {
 	site     *lab.Site
 	bin      lab.Berth
 	cr       client.Client
+	kc       kubernetes.Interface // the admin, with a rate limit for tests that poll
 	speakers map[string]*proc.Process
 	nodes    []string
 }
@@ -96,11 +99,17 @@ func startWorld(t *testing.T, opts worldOptions) *world {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = v1alpha1.AddToScheme(scheme)
-	cr, err := client.New(site.Config(), client.Options{Scheme: scheme})
+	cr, err := client.New(func() *rest.Config { c := rest.CopyConfig(site.Config()); c.QPS, c.Burst = 200, 400; return c }(), client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, site: site, bin: bin, cr: cr, speakers: map[string]*proc.Process{}}
+	cfg := rest.CopyConfig(site.Config())
+	cfg.QPS, cfg.Burst = 200, 400
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, site: site, bin: bin, cr: cr, kc: kc, speakers: map[string]*proc.Process{}}
 	for _, n := range site.Nodes() {
 		w.nodes = append(w.nodes, n.Name)
 	}
@@ -250,7 +259,7 @@ func (w *world) service(name, app string, etp corev1.ServiceExternalTrafficPolic
 
 // readyNodes lists the nodes with a ready endpoint of a Service.
 func (w *world) readyNodes(ctx context.Context, svc string) []string {
-	list, err := w.site.Client().DiscoveryV1().EndpointSlices("demo").List(ctx,
+	list, err := w.kc.DiscoveryV1().EndpointSlices("demo").List(ctx,
 		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
 	if err != nil {
 		return nil

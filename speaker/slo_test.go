@@ -74,7 +74,7 @@ func TestSpeakersSLO(t *testing.T) {
 
 // localIP returns the IP of the eTP=Local Service.
 func (w *world) localIP(ctx context.Context) string {
-	svc, err := w.site.Client().CoreV1().Services("demo").Get(ctx, "local", metav1.GetOptions{})
+	svc, err := w.kc.CoreV1().Services("demo").Get(ctx, "local", metav1.GetOptions{})
 	if err != nil || len(svc.Status.LoadBalancer.Ingress) == 0 {
 		w.t.Fatalf("Service local has no IP: %v", err)
 	}
@@ -92,7 +92,7 @@ func (w *world) endpointMove(t *testing.T) {
 		if i > 0 {
 			old = fmt.Sprintf("local-%d", i-1)
 		}
-		if err := w.site.Client().CoreV1().Pods("demo").Delete(t.Context(), old, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		if err := w.kc.CoreV1().Pods("demo").Delete(t.Context(), old, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 			t.Fatal(err)
 		}
 		// The clock starts when the EndpointSlice says the endpoint moved, as the speakers
@@ -118,7 +118,7 @@ func (w *world) endpointMove(t *testing.T) {
 		})
 		samples = append(samples, time.Since(moved))
 		lab.Eventually(t, 10*time.Second, "condition berth.dev/Announced names "+to, func(ctx context.Context) (string, bool) {
-			svc, err := w.site.Client().CoreV1().Services("demo").Get(ctx, "local", metav1.GetOptions{})
+			svc, err := w.kc.CoreV1().Services("demo").Get(ctx, "local", metav1.GetOptions{})
 			if err != nil {
 				return err.Error(), false
 			}
@@ -200,7 +200,7 @@ func (w *world) conditionDropsDead(t *testing.T, dead string, before map[string]
 	}
 	svc, owner := views[survivor].service[ip], views[survivor].owners[ip]
 	lab.Eventually(t, 10*time.Second, fmt.Sprintf("condition of %s names %s, not the dead %s", svc, owner, dead), func(ctx context.Context) (string, bool) {
-		s, err := w.site.Client().CoreV1().Services("demo").Get(ctx, svc, metav1.GetOptions{})
+		s, err := w.kc.CoreV1().Services("demo").Get(ctx, svc, metav1.GetOptions{})
 		if err != nil {
 			return err.Error(), false
 		}
