@@ -472,12 +472,7 @@ func (w *world) freeze(t *testing.T, ip netip.Addr) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Resume() })
-	var survivors []string
-	for _, n := range w.nodes {
-		if n != owner {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := w.others(owner)
 	lab.Eventually(t, 5*time.Second, "the others take "+ip.String(), func(ctx context.Context) (string, bool) {
 		views, err := w.l2Views(ctx, survivors)
 		if err != nil {

@@ -287,3 +287,14 @@ func stats(t *testing.T, what string, samples []time.Duration, bound time.Durati
 		t.Errorf("%s: p50 %v, max %v; want median ≤ %v and each ≤ %v", what, p50, maxD, bound, 2*bound)
 	}
 }
+
+// others lists the nodes but node, in order.
+func (w *world) others(node string) []string {
+	var out []string
+	for _, n := range w.nodes {
+		if n != node {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -148,12 +148,7 @@ func (w *world) failover(t *testing.T, services int) {
 			t.Fatalf("before kill %d: %s", i, why)
 		}
 		victim := busiest(owners)
-		var survivors []string
-		for _, n := range w.nodes {
-			if n != victim {
-				survivors = append(survivors, n)
-			}
-		}
+		survivors := w.others(victim)
 		if err := w.speakers[victim].Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -187,13 +182,7 @@ func (w *world) conditionDropsDead(t *testing.T, dead string, before map[string]
 			ip = a
 		}
 	}
-	var survivor string
-	for _, n := range w.nodes {
-		if n != dead {
-			survivor = n
-			break
-		}
-	}
+	survivor := w.others(dead)[0]
 	views, err := w.l2Views(t.Context(), []string{survivor})
 	if err != nil {
 		t.Fatal(err)
@@ -302,12 +291,7 @@ func (w *world) outage(t *testing.T, services int) {
 		time.Sleep(200 * time.Millisecond) // sampling, not waiting for a condition
 	}
 	victim := busiest(before)
-	var survivors []string
-	for _, n := range w.nodes {
-		if n != victim {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := w.others(victim)
 	if err := w.speakers[victim].Kill(); err != nil {
 		t.Fatal(err)
 	}
