@@ -348,8 +348,6 @@ type Decisions struct {
 	Members         []Member
 	// Services are sorted by namespace and name. Their decisions are shared: do not modify.
 	Services []ServiceDecision
-	// Announced counts the IPs this node announces, by pool and protocol ("L2", "BGP").
-	Announced map[[2]string]int
 }
 
 // Decisions returns the current decisions.
@@ -364,7 +362,6 @@ func (s *State) Decisions() Decisions {
 	for _, sd := range s.decided {
 		d.Services = append(d.Services, sd)
 	}
-	d.Announced = s.countsLocked()
 	slices.SortFunc(d.Services, func(a, b ServiceDecision) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
