@@ -1,0 +1,244 @@
+package bgp
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// attrs are the attributes a prefix carries to one peer: communities and large
+// communities sorted and without duplicates.
+type attrs struct {
+	communities []uint32
+	large       [][3]uint32
+	localPref   uint32
+}
+
+// key identifies an attribute set; equal attrs have equal keys.
+func (a attrs) key() string {
+	var b strings.Builder
+	for _, c := range a.communities {
+		fmt.Fprintf(&b, "%d:%d,", c>>16, c&0xffff)
+	}
+	b.WriteByte('|')
+	for _, l := range a.large {
+		fmt.Fprintf(&b, "%d:%d:%d,", l[0], l[1], l[2])
+	}
+	b.WriteByte('|')
+	b.WriteString(strconv.FormatUint(uint64(a.localPref), 10))
+	return b.String()
+}
+
+// merge adds b's communities to a's and keeps the higher LOCAL_PREF.
+func (a attrs) merge(b attrs) attrs {
+	return attrs{
+		communities: sortedUnique(slices.Concat(a.communities, b.communities), cmp.Compare[uint32]),
+		large:       sortedUnique(slices.Concat(a.large, b.large), compareLarge),
+		localPref:   max(a.localPref, b.localPref),
+	}
+}
+
+func attrsOf(p Path) attrs {
+	return attrs{
+		communities: sortedUnique(slices.Clone(p.Communities), cmp.Compare[uint32]),
+		large:       sortedUnique(slices.Clone(p.LargeCommunities), compareLarge),
+		localPref:   p.LocalPref,
+	}
+}
+
+func compareLarge(a, b [3]uint32) int {
+	return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]), cmp.Compare(a[2], b[2]))
+}
+
+func sortedUnique[T comparable](s []T, c func(a, b T) int) []T {
+	slices.SortFunc(s, c)
+	s = slices.Compact(s)
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// wanted is what SetPaths asks for: per prefix, per peer name, the attributes.
+type wanted map[netip.Prefix]map[string]attrs
+
+// mergePaths validates paths and merges them by prefix and peer: two paths for the same
+// prefix and peer send one route whose communities are the union and whose LOCAL_PREF is
+// the higher. A path naming no peer advertises nothing. Invalid paths are left out and
+// reported.
+func mergePaths(paths []Path) (wanted, error) {
+	w := wanted{}
+	var errs []error
+	for _, p := range paths {
+		if err := p.validate(); err != nil {
+			errs = append(errs, &PathError{Prefix: p.Prefix, Err: err})
+			continue
+		}
+		a := attrsOf(p)
+		for _, name := range p.Peers {
+			byPeer := w[p.Prefix]
+			if byPeer == nil {
+				byPeer = map[string]attrs{}
+				w[p.Prefix] = byPeer
+			}
+			if have, ok := byPeer[name]; ok {
+				byPeer[name] = have.merge(a)
+			} else {
+				byPeer[name] = a
+			}
+		}
+	}
+	return w, errors.Join(errs...)
+}
+
+// marker tags an installed path for one peer and one attribute group. It travels in the
+// RIB as the large community markerASN:peer:group and is stripped by the export policy.
+type marker struct{ peer, group uint32 }
+
+// markerASN is the global administrator of marker large communities: 4294967295 is
+// reserved (RFC 7300), so no real large community uses it.
+const markerASN = 4294967295
+
+func (m marker) community() [3]uint32 { return [3]uint32{markerASN, m.peer, m.group} }
+
+func compareMarker(a, b marker) int {
+	return cmp.Or(cmp.Compare(a.peer, b.peer), cmp.Compare(a.group, b.group))
+}
+
+// ribEntry is what the RIB holds for one prefix: its markers (sorted) and whether it
+// carries GRACEFUL_SHUTDOWN.
+type ribEntry struct {
+	markers []marker
+	gshut   bool
+}
+
+func (e ribEntry) equal(f ribEntry) bool {
+	return e.gshut == f.gshut && slices.Equal(e.markers, f.markers)
+}
+
+// ribOf turns the wanted routes into RIB entries, numbering peer names and attribute
+// groups with peerID and groupID.
+func ribOf(w wanted, peerID func(string) uint32, groupID func(attrs) uint32) map[netip.Prefix]ribEntry {
+	rib := make(map[netip.Prefix]ribEntry, len(w))
+	for prefix, byPeer := range w {
+		var e ribEntry
+		for name, a := range byPeer {
+			e.markers = append(e.markers, marker{peer: peerID(name), group: groupID(a)})
+		}
+		slices.SortFunc(e.markers, compareMarker)
+		rib[prefix] = e
+	}
+	return rib
+}
+
+// ribDiff is what SetPaths changes: prefixes to add or re-add (new or changed), and
+// prefixes to withdraw, both sorted.
+type ribDiff struct {
+	put, withdraw []netip.Prefix
+}
+
+func diffRIB(installed, desired map[netip.Prefix]ribEntry) ribDiff {
+	var d ribDiff
+	for p, e := range desired {
+		if have, ok := installed[p]; !ok || !have.equal(e) {
+			d.put = append(d.put, p)
+		}
+	}
+	for p := range installed {
+		if _, ok := desired[p]; !ok {
+			d.withdraw = append(d.withdraw, p)
+		}
+	}
+	slices.SortFunc(d.put, comparePrefix)
+	slices.SortFunc(d.withdraw, comparePrefix)
+	return d
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
+// markersOf lists the distinct markers of a RIB, sorted.
+func markersOf(rib map[netip.Prefix]ribEntry) []marker {
+	seen := map[marker]bool{}
+	var out []marker
+	for _, e := range rib {
+		for _, m := range e.markers {
+			if !seen[m] {
+				seen[m] = true
+				out = append(out, m)
+			}
+		}
+	}
+	slices.SortFunc(out, compareMarker)
+	return out
+}
+
+// peerDiff is what SetPeers changes, each list sorted by name. A changed peer is removed
+// and added again.
+type peerDiff struct {
+	add, change []Peer
+	remove      []string
+}
+
+// diffPeers validates desired and compares it with current. Invalid peers and later
+// duplicates (by name or address) are reported and left out; an invalid peer that has a
+// configured namesake leaves it as it is.
+func diffPeers(current map[string]Peer, desired []Peer, listening bool) (peerDiff, error) {
+	sorted := slices.Clone(desired)
+	slices.SortStableFunc(sorted, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	var errs []error
+	want := map[string]Peer{}
+	keep := map[string]bool{} // invalid peers whose current config stays
+	addrs := map[netip.Addr]string{}
+	for _, p := range sorted {
+		if _, dup := want[p.Name]; dup || keep[p.Name] {
+			errs = append(errs, &PeerError{Name: p.Name, Err: errors.New("name given twice")})
+			continue
+		}
+		if err := p.validate(listening); err != nil {
+			errs = append(errs, &PeerError{Name: p.Name, Err: err})
+			keep[p.Name] = true
+			continue
+		}
+		if other, dup := addrs[p.Address]; dup {
+			errs = append(errs, &PeerError{Name: p.Name, Err: fmt.Errorf("address %s already used by peer %q", p.Address, other)})
+			keep[p.Name] = true
+			continue
+		}
+		addrs[p.Address] = p.Name
+		want[p.Name] = p
+	}
+	// A kept peer holds its address; a new peer may not take it.
+	for name := range keep {
+		if cur, ok := current[name]; ok {
+			if other, clash := addrs[cur.Address]; clash {
+				errs = append(errs, &PeerError{Name: other, Err: fmt.Errorf("address %s still used by peer %q", cur.Address, name)})
+				delete(want, other)
+			}
+		}
+	}
+	var d peerDiff
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		p := want[name]
+		cur, exists := current[name]
+		switch {
+		case !exists:
+			d.add = append(d.add, p)
+		case cur != p:
+			d.change = append(d.change, p)
+		}
+	}
+	for name := range current {
+		if _, ok := want[name]; !ok && !keep[name] {
+			d.remove = append(d.remove, name)
+		}
+	}
+	slices.Sort(d.remove)
+	return d, errors.Join(errs...)
+}
