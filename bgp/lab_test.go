@@ -16,12 +16,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/netns"
+	"github.com/berthlb/berth/lab/netns/netnstest"
 	"github.com/berthlb/berth/lab/router"
 )
 
@@ -64,7 +64,7 @@ func TestWithRouters(t *testing.T) {
 		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 			t.Fatal(err)
 		}
-		requireInNetns(t, spec.NodeNS)
+		netnstest.RequireIn(t, netns.NS(spec.NodeNS))
 		switch spec.Role {
 		case "sessions":
 			childSessions(t, spec)
@@ -185,22 +185,6 @@ func runChild(t *testing.T, spec childSpec) {
 		t.Fatalf("child %s in %s: %v; its output:\n%s", spec.Role, spec.NodeNS, err, out)
 	}
 	t.Logf("child %s in %s passed; its output:\n%s", spec.Role, spec.NodeNS, out)
-}
-
-// requireInNetns checks that this process runs in the namespace the parent chose, so no
-// address the test uses can be the host's.
-func requireInNetns(t *testing.T, ns string) {
-	t.Helper()
-	var self, want syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/net", &self); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Stat(netns.NS(ns).Path(), &want); err != nil {
-		t.Fatal(err)
-	}
-	if self.Dev != want.Dev || self.Ino != want.Ino {
-		t.Fatalf("child runs outside netns %s", ns)
-	}
 }
 
 // vtysh runs FRR commands through its vty socket directory (about 80 ms a call).

@@ -7,10 +7,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,76 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
-	"github.com/berthlb/berth/lab/netns"
+	"github.com/berthlb/berth/lab/netns/netnstest"
 )
-
-// childNetnsEnv names the netns a re-executed test binary runs in; set only in the child.
-const childNetnsEnv = "BERTH_MEMBERSHIP_TEST_NETNS"
-
-// runInFreshNetns runs test (this very test) again in a child process inside a network
-// namespace made for it, after running the ip setup commands there, and fails with the
-// child's output when the child fails. It returns false in the parent, true in the child,
-// which then carries on with the test body. setns from Go would move only one thread, and
-// memberlist opens sockets from others (DESIGN.md), hence a whole process.
-func runInFreshNetns(t *testing.T, setup ...string) bool {
-	t.Helper()
-	if ns := os.Getenv(childNetnsEnv); ns != "" {
-		requireInNetns(t, ns)
-		return true
-	}
-	if err := netns.Preflight(); err != nil {
-		t.Fatalf("privileged test needs root and iproute2: %v", err) // fail, never skip, with the tag set
-	}
-	m, err := netns.New(netns.NewPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(context.Background()); err != nil {
-			t.Errorf("remove test netns: %v", err)
-		}
-	})
-	ns, err := m.Create(t.Context(), "ml") // lo comes up here
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(setup) > 0 {
-		if err := ns.Batch(t.Context(), setup...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The binary by path: "ip netns exec … /proc/self/exe" would name ip itself.
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	cmd := ns.Command(ctx, exe, "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childNetnsEnv+"="+ns.Name())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("child in netns %s: %v; its output:\n%s", ns, err, out)
-	}
-	t.Logf("child in netns %s passed; its output:\n%s", ns, out)
-	return false
-}
-
-// requireInNetns checks that this process runs in the namespace the parent made, so no
-// address the test uses can be the host's.
-func requireInNetns(t *testing.T, ns string) {
-	t.Helper()
-	var self, want syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/net", &self); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Stat(netns.NS(ns).Path(), &want); err != nil {
-		t.Fatal(err)
-	}
-	if self.Dev != want.Dev || self.Ino != want.Ino {
-		t.Fatalf("child runs outside netns %s", ns)
-	}
-}
 
 // waitFor polls cond every 5 ms until it holds and returns how long that took, or fails
 // with what cond last saw.
@@ -180,7 +110,7 @@ func dropped(t *testing.T, timeout time.Duration, name string, lists []testList)
 
 // TestMembershipInNetns runs real memberlist clusters on the loopback of a fresh netns.
 func TestMembershipInNetns(t *testing.T) {
-	if !runInFreshNetns(t) {
+	if !netnstest.Reexec(t) {
 		return
 	}
 	key := newKey(t)
@@ -281,7 +211,7 @@ func TestMembershipInNetns(t *testing.T) {
 
 // TestUpInterfacesInNetns reads real links: veth pairs with and without carrier.
 func TestUpInterfacesInNetns(t *testing.T) {
-	if !runInFreshNetns(t,
+	if !netnstest.Reexec(t,
 		"link add up0 type veth peer name up1",
 		"link set up0 up", "link set up1 up",
 		// nc0 is up but its peer is down: no carrier.

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthlb/berth/lab/netns/netnstest"
 )
 
 // TestDeathDetectionSLO times how long three members take to drop a fourth that went
 // silent, as SIGKILL leaves it. Bound: each sample ≤ 2 s, median ≤ 1 s.
 func TestDeathDetectionSLO(t *testing.T) {
-	if !runInFreshNetns(t) {
+	if !netnstest.Reexec(t) {
 		return
 	}
 	key := newKey(t)
