@@ -61,6 +61,10 @@ type Options struct {
 	FreezeThreshold, FreezeHold time.Duration
 	// Recorder receives the speaker's Events; nil: none.
 	Recorder record.EventRecorder
+	// BGP holds the sessions and advertises the paths this node announces; nil: decide only.
+	BGP BGPExecutor
+	// Namespace is berth's namespace, where the BGP peers' password Secrets live.
+	Namespace string
 }
 
 // Speaker is the node agent's loop: informers and memberlist in, decisions out.
@@ -73,7 +77,8 @@ type Speaker struct {
 	changed chan struct{} // decisions changed, for the reporter
 	synced  atomic.Bool
 
-	frozen chan struct{} // woke from a freeze, for followL2
+	frozen  chan struct{} // woke from a freeze, for followL2
+	bgpKick chan struct{} // config or this Node changed, for followBGP
 
 	mu        sync.Mutex
 	patterns  []string // L2 interface patterns of the current config
@@ -102,7 +107,7 @@ func New(opts Options) *Speaker {
 	if opts.FreezeHold <= 0 {
 		opts.FreezeHold = 2 * time.Second
 	}
-	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1),
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1),
 		conflicts: map[netip.Addr]seenConflict{}}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithTransform(stripObject))
@@ -170,6 +175,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 		wg.Go(func() { s.watchFreeze(ctx) })
 		wg.Go(func() { s.followL2(ctx) })
 	}
+	if s.opts.BGP != nil {
+		wg.Go(func() { s.followBGP(ctx) })
+	}
 	<-ctx.Done()
 	return nil
 }
@@ -224,6 +232,7 @@ func (s *Speaker) configChanged(snap *config.Snapshot) {
 	s.patterns = slices.Compact(patterns)
 	s.mu.Unlock()
 	s.state.SetConfig(snap)
+	wake(s.bgpKick)
 }
 
 func (s *Speaker) serviceEvent(o any) {
@@ -258,6 +267,9 @@ func (s *Speaker) nodeEvent(o any, deleted bool) {
 		return
 	}
 	s.state.SetNode(NodeFrom(n))
+	if n.Name == s.opts.Node {
+		wake(s.bgpKick) // its labels select the peers
+	}
 }
 
 // watchLinks publishes this node's up L2 interfaces whenever they change, so that other

@@ -95,6 +95,14 @@ func (s *State) SetConfig(snap *config.Snapshot) {
 	s.poke()
 }
 
+// ConfigAndSelf returns the config snapshot and this node's Node; false until both are known.
+func (s *State) ConfigAndSelf() (*config.Snapshot, Node, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nodes[s.self]
+	return s.snap, n, ok && s.snap != nil
+}
+
 // SetNode records a Node; one that decides as before changes nothing.
 func (s *State) SetNode(n Node) {
 	s.mu.Lock()

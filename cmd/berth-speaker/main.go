@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/berthlb/berth/bgp"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
 	"github.com/berthlb/berth/l2"
@@ -58,6 +59,7 @@ type options struct {
 	leaveTimeout   time.Duration
 	handoverGrace  time.Duration
 	reportInterval time.Duration
+	bgpListenPort  int
 }
 
 func main() {
@@ -84,6 +86,7 @@ func main() {
 	fs.StringVar(&o.healthAddr, "health-bind-address", ":10352", "address of /metrics, /healthz, /readyz and /decisions; empty turns them off")
 	fs.StringVar(&o.decisionsSock, "decisions-socket", "", "unix socket also serving the read-only /decisions; empty: none")
 	fs.DurationVar(&o.reportInterval, "report-interval", time.Second, "least time between writes of this node's NodeAnnouncement")
+	fs.IntVar(&o.bgpListenPort, "bgp-listen-port", -1, "TCP port to accept BGP sessions on (179 lets routers open them); -1: do not listen, this node dials every peer")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	klog.InitFlags(fs)
 	_ = fs.Parse(os.Args[1:])
@@ -164,6 +167,18 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("l2: %w", err)
 	}
+	routerID, err := routerID(ctx, kc, o, bind)
+	if err != nil {
+		return err
+	}
+	bgpServer, err := bgp.New(bgp.Config{RouterID: routerID, ListenPort: int32(o.bgpListenPort), Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	if err := bgpServer.Start(ctx); err != nil {
+		return err
+	}
+	logger.Info("BGP up", "routerID", routerID, "listenPort", o.bgpListenPort)
 	changed := make(chan struct{}, 1)
 	list, err := membership.New(membership.Config{
 		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Key: key, Timings: o.timings,
@@ -185,7 +200,7 @@ func run(ctx context.Context, o options) error {
 	sp = speaker.New(speaker.Options{
 		Node: o.nodeName, Classes: o.classes, Client: kc, Cache: cache, CRClient: crc,
 		Members: speaker.Memberlist(list), Interfaces: speaker.UsableInterfaces,
-		ReportInterval: o.reportInterval, Metrics: metrics, L2: announcer,
+		ReportInterval: o.reportInterval, Metrics: metrics, L2: announcer, BGP: bgpServer, Namespace: o.namespace,
 		Recorder: events.NewRecorder(scheme, corev1.EventSource{Component: "berth-speaker", Host: o.nodeName}),
 	})
 	// The announcer outlives ctx: on the way out this node leaves memberlist, the others
@@ -206,6 +221,15 @@ func run(ctx context.Context, o options) error {
 		stopAnnouncer()
 		<-annDone
 		_ = list.Shutdown()
+	}()
+	// Deferred after the leave, so it runs before: the routers move traffic away
+	// (GRACEFUL_SHUTDOWN, then withdrawals) while memberlist still counts this node.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := bgpServer.Shutdown(sctx); err != nil {
+			logger.Error(err, "BGP shutdown")
+		}
 	}()
 	go func() {
 		for {
@@ -273,6 +297,26 @@ func bindAddress(ctx context.Context, kc kubernetes.Interface, o options) (netip
 		return netip.Addr{}, fmt.Errorf("memberlist bind address: Node %s has no InternalIP; set --memberlist-bind-address", o.nodeName)
 	}
 	return a, nil
+}
+
+// routerID is this node's BGP identifier: its IPv4 address (the bind address, else the
+// Node's first IPv4 InternalIP), else a hash of its name (bgp.RouterIDFor).
+func routerID(ctx context.Context, kc kubernetes.Interface, o options, bind netip.Addr) (netip.Addr, error) {
+	if bind.Unmap().Is4() {
+		return bgp.RouterIDFor(o.nodeName, bind.Unmap()), nil
+	}
+	n, err := kc.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("BGP router ID: read Node %s: %w", o.nodeName, err)
+	}
+	var v4 netip.Addr
+	for _, a := range n.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && ip.Unmap().Is4() {
+			v4 = ip.Unmap()
+			break
+		}
+	}
+	return bgp.RouterIDFor(o.nodeName, v4), nil
 }
 
 // serve starts /metrics, /healthz, /readyz and /decisions on the health address, and

@@ -1,0 +1,276 @@
+package speaker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/config/v1alpha1"
+)
+
+// BGPExecutor carries out BGP decisions: the bgp package's Server. Both setters take the
+// whole desired state and change only the difference.
+type BGPExecutor interface {
+	// SetPeers makes the sessions exactly peers.
+	SetPeers(ctx context.Context, peers []bgp.Peer) error
+	// SetPaths makes the advertised paths exactly paths.
+	SetPaths(ctx context.Context, paths []bgp.Path) error
+	// Status reports the sessions.
+	Status() []bgp.PeerStatus
+}
+
+// ebgpMultihopTTL is the TTL of an eBGP session whose peer sets ebgpMultiHop, as the
+// BGPPeer API documents it (255: any number of hops).
+const ebgpMultihopTTL = 255
+
+// Event reasons of the BGP follower.
+const (
+	// EventBGPPasswordMissing: a peer's TCP-MD5 password cannot be read, so this node
+	// holds no session with it.
+	EventBGPPasswordMissing = "BGPPasswordMissing"
+	// EventBGPPasswordFound: the password is readable again and the session configured.
+	EventBGPPasswordFound = "BGPPasswordFound"
+)
+
+// BGPPeers lists the sessions this node holds: one per accepted peer whose nodeSelector
+// selects self. A peer with a password is left out when passwords cannot resolve it
+// (the caller learns why from its function). The router ID is the Server's, one per
+// node (GoBGP v3 has a single router ID), so a peer's RouterID is not applied here. A
+// hold time of 0 ("no keepalives" in the API) becomes the bgp package's default, 90 s:
+// berth always runs a hold timer, or a dead router would go unnoticed.
+func BGPPeers(snap *config.Snapshot, self Node, passwords func(*v1alpha1.SecretKeyRef) (string, error)) []bgp.Peer {
+	if snap == nil {
+		return nil
+	}
+	var out []bgp.Peer
+	for _, p := range snap.Peers {
+		if !selects(p.NodeSelector, self.Labels) {
+			continue
+		}
+		bp := bgp.Peer{
+			Name: p.Name, Address: p.Address, Port: p.Port, MyASN: p.MyASN, PeerASN: p.PeerASN,
+			SourceAddress: p.SourceAddress,
+			HoldTime:      p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
+			GracefulRestart: p.GracefulRestart, RestartTime: p.RestartTime,
+		}
+		if p.HoldTime == 0 {
+			bp.KeepaliveTime = 0
+		}
+		if p.EBGPMultiHop && !p.IBGP() {
+			bp.EBGPMultihop = ebgpMultihopTTL
+		}
+		if p.Password != nil {
+			pw, err := passwords(p.Password)
+			if err != nil {
+				continue
+			}
+			bp.Password = pw
+		}
+		out = append(out, bp)
+	}
+	return out
+}
+
+// BGPPaths lists the paths this node advertises, in the decisions' order: per announced
+// IP and advertisement, the IP's /32 or /128 (or the advertisement's aggregation length,
+// masked) with the advertisement's communities, large communities and LOCAL_PREF, to the
+// route's peers. A path that two IPs or two Services produce alike appears once.
+func BGPPaths(d Decisions) []bgp.Path {
+	var out []bgp.Path
+	type key struct {
+		prefix netip.Prefix
+		ad     *config.BGPAdvertisement
+	}
+	seen := map[key]bool{}
+	for _, sd := range d.Services {
+		for _, ip := range sd.IPs {
+			if !ip.BGP.Announce {
+				continue
+			}
+			for _, r := range ip.BGP.Routes {
+				a := r.Advertisement
+				prefix, err := ip.IP.Prefix(a.AggregationFor(config.FamilyOf(ip.IP)))
+				if err != nil || seen[key{prefix, a}] {
+					continue
+				}
+				seen[key{prefix, a}] = true
+				p := bgp.Path{Prefix: prefix, Peers: r.Peers, Communities: a.Communities}
+				for _, lc := range a.LargeCommunities {
+					p.LargeCommunities = append(p.LargeCommunities, [3]uint32{lc.Global, lc.Local1, lc.Local2})
+				}
+				if a.LocalPref != nil {
+					p.LocalPref = *a.LocalPref
+				}
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// bgpRetry is how soon a failed reconcile or an unreadable password is tried again.
+const bgpRetry = 10 * time.Second
+
+// followBGP hands the BGP executor the peers and paths on every change of the decisions,
+// the config or this Node: SetPeers, then SetPaths, so that a path finds its new peer.
+// Passwords are read when the config changes, and again every bgpRetry while one is
+// missing. On ctx's end it returns and leaves the executor as it is: the caller shuts it
+// down gracefully (cmd/berth-speaker).
+func (s *Speaker) followBGP(ctx context.Context) {
+	logger := klog.FromContext(ctx).WithName("bgp")
+	sub := s.Subscribe()
+	pw := newPasswordReader(s)
+	var (
+		lastSnap  *config.Snapshot
+		lastSelf  Node
+		lastPeers []bgp.Peer
+		peersOK   bool
+		lastPaths []bgp.Path
+		pathsOK   bool
+	)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	retrying := false
+	for {
+		snap, self, ok := s.state.ConfigAndSelf()
+		failed := false
+		if ok {
+			if snap != lastSnap || !sameLabels(self, lastSelf) || retrying {
+				pw.read(ctx, snap, self)
+				lastSnap, lastSelf = snap, self
+			}
+			failed = failed || pw.missing()
+			peers := BGPPeers(snap, self, pw.lookup)
+			if !peersOK || !slices.Equal(peers, lastPeers) {
+				err := s.opts.BGP.SetPeers(ctx, peers)
+				if err != nil {
+					logger.Error(err, "Set BGP peers", "peers", len(peers))
+				}
+				lastPeers, peersOK = peers, err == nil
+				failed = failed || err != nil
+			}
+			paths := BGPPaths(s.state.Decisions())
+			if !pathsOK || !slices.EqualFunc(paths, lastPaths, samePath) {
+				err := s.opts.BGP.SetPaths(ctx, paths)
+				if err != nil {
+					logger.Error(err, "Set BGP paths", "paths", len(paths))
+				} else {
+					logger.V(2).Info("BGP paths set", "paths", len(paths), "peers", len(peers))
+				}
+				lastPaths, pathsOK = paths, err == nil
+				failed = failed || err != nil
+			}
+		}
+		retrying = false
+		if failed {
+			retry.Reset(bgpRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub:
+		case <-s.bgpKick:
+		case <-retry.C:
+			retrying = true
+		}
+	}
+}
+
+func sameLabels(a, b Node) bool { return maps.Equal(a.Labels, b.Labels) }
+
+func samePath(a, b bgp.Path) bool {
+	return a.Prefix == b.Prefix && a.LocalPref == b.LocalPref && slices.Equal(a.Peers, b.Peers) &&
+		slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities)
+}
+
+// passwordReader reads the peers' TCP-MD5 passwords from their Secrets through the
+// apiserver, keeps what it read until the next read, and reports a peer whose password
+// is missing once per change, in the log and as an Event on the BGPPeer.
+type passwordReader struct {
+	s      *Speaker
+	values map[v1alpha1.SecretKeyRef]string
+	errs   map[v1alpha1.SecretKeyRef]error
+	told   map[string]string // peer → the problem last reported, "" when none
+}
+
+func newPasswordReader(s *Speaker) *passwordReader {
+	return &passwordReader{s: s, told: map[string]string{}}
+}
+
+func (r *passwordReader) lookup(ref *v1alpha1.SecretKeyRef) (string, error) {
+	if err, ok := r.errs[*ref]; ok {
+		return "", err
+	}
+	if v, ok := r.values[*ref]; ok {
+		return v, nil
+	}
+	return "", fmt.Errorf("secret %s: not read", ref.Name)
+}
+
+func (r *passwordReader) missing() bool { return len(r.errs) > 0 }
+
+// read reads the passwords of the snapshot's peers that select self, one GET per Secret.
+func (r *passwordReader) read(ctx context.Context, snap *config.Snapshot, self Node) {
+	logger := klog.FromContext(ctx).WithName("bgp")
+	r.values, r.errs = map[v1alpha1.SecretKeyRef]string{}, map[v1alpha1.SecretKeyRef]error{}
+	secrets := map[string]*corev1.Secret{}
+	secretErrs := map[string]error{}
+	ns := r.s.opts.Namespace
+	for _, p := range snap.Peers {
+		ref := p.Password
+		if ref == nil || !selects(p.NodeSelector, self.Labels) {
+			continue
+		}
+		if _, done := r.values[*ref]; !done && r.errs[*ref] == nil {
+			sec, err := secrets[ref.Name], secretErrs[ref.Name]
+			if sec == nil && err == nil {
+				sec, err = r.s.opts.Client.CoreV1().Secrets(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+				secrets[ref.Name], secretErrs[ref.Name] = sec, err
+			}
+			switch {
+			case apierrors.IsNotFound(err):
+				r.errs[*ref] = fmt.Errorf("secret %s/%s not found", ns, ref.Name)
+			case err != nil:
+				r.errs[*ref] = fmt.Errorf("read secret %s/%s: %w", ns, ref.Name, err)
+			case len(sec.Data[ref.Key]) == 0:
+				r.errs[*ref] = fmt.Errorf("secret %s/%s has no key %q", ns, ref.Name, ref.Key)
+			default:
+				r.values[*ref] = strings.TrimRight(string(sec.Data[ref.Key]), "\r\n")
+			}
+		}
+		problem := ""
+		if err := r.errs[*ref]; err != nil {
+			problem = err.Error()
+		}
+		if r.told[p.Name] == problem {
+			continue
+		}
+		r.told[p.Name] = problem
+		ev := &corev1.ObjectReference{Kind: "BGPPeer", APIVersion: v1alpha1.GroupVersion.String(), Name: p.Name}
+		if problem != "" {
+			logger.Error(r.errs[*ref], "BGP peer left out: its TCP-MD5 password cannot be read", "peer", p.Name, "node", r.s.opts.Node)
+			if r.s.opts.Recorder != nil {
+				r.s.opts.Recorder.Eventf(ev, corev1.EventTypeWarning, EventBGPPasswordMissing,
+					"Node %s holds no session with this peer: TCP-MD5 password: %s", r.s.opts.Node, problem)
+			}
+		} else {
+			logger.Info("BGP peer password read", "peer", p.Name, "node", r.s.opts.Node)
+			if r.s.opts.Recorder != nil {
+				r.s.opts.Recorder.Eventf(ev, corev1.EventTypeNormal, EventBGPPasswordFound,
+					"Node %s read the TCP-MD5 password and configured its session", r.s.opts.Node)
+			}
+		}
+	}
+}
