@@ -53,6 +53,8 @@ type worldOptions struct {
 	noSpeakers bool
 	// kubeProxy runs kube-proxy in the nodes, so that traffic to LB IPs reaches pods.
 	kubeProxy bool
+	// routers starts FRR and BIRD; the test adds the nodes as their neighbours.
+	routers bool
 }
 
 func startWorld(t *testing.T, opts worldOptions) *world {
@@ -63,6 +65,9 @@ func startWorld(t *testing.T, opts worldOptions) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil { // FRR's user must reach its directory
+		t.Fatal(err)
+	}
 	bins := make(chan error, 1)
 	var bin lab.Berth
 	go func() {
@@ -71,7 +76,7 @@ func startWorld(t *testing.T, opts worldOptions) *world {
 		bins <- err
 	}()
 	begin := time.Now()
-	site, err := lab.Start(ctx, lab.SiteOptions{Nodes: opts.nodes, BaseDir: base, NoRouters: true, NoKubeProxy: !opts.kubeProxy,
+	site, err := lab.Start(ctx, lab.SiteOptions{Nodes: opts.nodes, BaseDir: base, NoRouters: !opts.routers, NoKubeProxy: !opts.kubeProxy,
 		CRDDirs: []string{"../config/crd"}})
 	if err != nil {
 		<-bins
