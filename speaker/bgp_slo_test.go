@@ -8,51 +8,84 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/echo"
 	"github.com/berthlb/berth/lab/netns"
 	"github.com/berthlb/berth/lab/router"
+	"github.com/berthlb/berth/speaker"
 )
 
 // nodeASN is the nodes' AS: eBGP to both routers (FRR 64500, BIRD 64501).
 const nodeASN = 64512
 
-// TestBGPSpeakersSLO runs three speakers with real FRR and BIRD peers: an eTP=Cluster
-// Service's IP reaches both routers with every node as next hop (and the advertisement's
-// community), an eTP=Local one only from the node with its endpoint, the client behind
-// FRR reaches the Service, and a SIGKILLed speaker's next hop leaves FRR's kernel route
-// within 1 s (FRR's session drops with the socket; graceful restart off).
+// TCP-MD5 passwords of the IPv6 sessions: FRR's Secret exists from the start, BIRD's
+// only later.
+const frrPassword, birdPassword = "frr-md5-s3cret", "bird-md5-s3cret"
+
+// TestBGPSpeakersSLO runs three speakers with real FRR and BIRD peers, over IPv4 and
+// (with TCP-MD5) IPv6: a dual-stack eTP=Cluster Service's IPs reach both routers with every
+// node as next hop (and the advertisement's community), an eTP=Local one only from the
+// nodes with its endpoints (ECMP over exactly those in FRR's kernel table), the client
+// behind FRR reaches both and the Local one's pod sees the client's address; a peer whose
+// password Secret is missing gets no session and an Event until the Secret appears; a
+// SIGKILLed speaker's next hop leaves FRR's kernel route within 1 s (its socket closes;
+// graceful restart off), a SIGTERMed one's leaves BIRD within 1 s with GRACEFUL_SHUTDOWN
+// seen first.
 func TestBGPSpeakersSLO(t *testing.T) {
 	w := startWorld(t, worldOptions{nodes: 3, routers: true, kubeProxy: true})
 	ctx := t.Context()
 	n := w.site.Network()
-	nodeAddr := map[string]netip.Addr{}
+	nodeAddr, nodeAddr6 := map[string]netip.Addr{}, map[string]netip.Addr{}
+	var all, all6 []netip.Addr
 	for _, node := range w.site.Nodes() {
-		nodeAddr[node.Name] = node.Addr4
-		for _, r := range []interface {
-			AddNeighbor(context.Context, router.Neighbor) error
-		}{n.FRR, n.BIRD} {
-			if err := r.AddNeighbor(ctx, router.Neighbor{Addr: node.Addr4, ASN: nodeASN}); err != nil {
+		nodeAddr[node.Name], nodeAddr6[node.Name] = node.Addr4, node.Addr6
+		all, all6 = append(all, node.Addr4), append(all6, node.Addr6)
+		for _, nb := range []struct {
+			r interface {
+				AddNeighbor(context.Context, router.Neighbor) error
+			}
+			n router.Neighbor
+		}{
+			{n.FRR, router.Neighbor{Addr: node.Addr4, ASN: nodeASN}},
+			{n.BIRD, router.Neighbor{Addr: node.Addr4, ASN: nodeASN}},
+			{n.FRR, router.Neighbor{Addr: node.Addr6, ASN: nodeASN, Password: frrPassword}},
+			{n.BIRD, router.Neighbor{Addr: node.Addr6, ASN: nodeASN, Password: birdPassword}},
+		} {
+			if err := nb.r.AddNeighbor(ctx, nb.n); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
+	slices.SortFunc(all, netip.Addr.Compare)
+	slices.SortFunc(all6, netip.Addr.Compare)
+	w.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "berth-system", Name: "frr-md5"},
+		Data: map[string][]byte{"password": []byte(frrPassword)}})
 	hold := &metav1.Duration{Duration: 9 * time.Second}
 	connect := &metav1.Duration{Duration: time.Second}
-	for name, r := range map[string]struct {
-		addr netip.Addr
-		asn  uint32
-	}{"frr": {n.FRRHost.Addr4, n.FRR.ASN()}, "bird": {n.BIRDHost.Addr4, n.BIRD.ASN()}} {
-		w.create(&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BGPPeerSpec{
-			MyASN: nodeASN, PeerASN: int64(r.asn), PeerAddress: r.addr.String(), HoldTime: hold, ConnectTime: connect}})
+	for _, p := range []struct {
+		name     string
+		addr     netip.Addr
+		asn      uint32
+		password *v1alpha1.SecretKeyRef
+	}{
+		{"frr", n.FRRHost.Addr4, n.FRR.ASN(), nil},
+		{"bird", n.BIRDHost.Addr4, n.BIRD.ASN(), nil},
+		{"frr6", n.FRRHost.Addr6, n.FRR.ASN(), &v1alpha1.SecretKeyRef{Name: "frr-md5", Key: "password"}},
+		{"bird6", n.BIRDHost.Addr6, n.BIRD.ASN(), &v1alpha1.SecretKeyRef{Name: "bird-md5", Key: "password"}},
+	} {
+		w.create(&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: p.name}, Spec: v1alpha1.BGPPeerSpec{
+			MyASN: nodeASN, PeerASN: int64(p.asn), PeerAddress: p.addr.String(), HoldTime: hold, ConnectTime: connect,
+			Password: p.password}})
 	}
 	w.create(&v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bgp"},
 		Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.AddressRange{"203.0.113.0/24", "2001:db8:113::/64"}}})
@@ -65,23 +98,27 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		w.pod(fmt.Sprintf("web-%d", i), node, "web")
 	}
 	w.pod("local-a", w.nodes[0], "local")
+	w.pod("local-b", w.nodes[1], "local")
+	created := time.Now()
 	w.bgpService("web", "web", corev1.ServiceExternalTrafficPolicyCluster)
 	w.bgpService("local", "local", corev1.ServiceExternalTrafficPolicyLocal)
-	webIP, localIP := w.ingressIP(t, "web"), w.ingressIP(t, "local")
-	var all []netip.Addr
-	for _, a := range nodeAddr {
-		all = append(all, a)
-	}
-	slices.SortFunc(all, netip.Addr.Compare)
+	webIP, webIP6 := w.ingressIPs(t, "web")
+	localIP, localIP6 := w.ingressIPs(t, "local")
 
-	start := time.Now()
-	for _, r := range []bgpRouter{frrRIB{n.FRR}, birdRIB{n.BIRD}} {
-		lab.Eventually(t, 60*time.Second, fmt.Sprintf("%s: %s via every node", r.name(), webIP), func(ctx context.Context) (string, bool) {
-			hops, seen := r.nextHops(ctx, webIP)
-			return seen, slices.Equal(hops, all)
+	frr4, frr6 := frrRIB{n.FRR, netns.IPv4}, frrRIB{n.FRR, netns.IPv6}
+	bird4, bird6 := birdRIB{n.BIRD, netns.IPv4}, birdRIB{n.BIRD, netns.IPv6}
+	for _, c := range []struct {
+		r    bgpRouter
+		ip   netip.Addr
+		want []netip.Addr
+	}{{frr4, webIP, all}, {bird4, webIP, all}, {frr6, webIP6, all6}} {
+		lab.Eventually(t, 60*time.Second, fmt.Sprintf("%s: %s via every node", c.r.name(), c.ip), func(ctx context.Context) (string, bool) {
+			hops, seen := c.r.nextHops(ctx, c.ip)
+			return seen, slices.Equal(hops, c.want)
 		})
 	}
-	t.Logf("eTP=Cluster %s at FRR and BIRD via %v, %v after the Services were created", webIP, all, time.Since(start).Round(time.Millisecond))
+	t.Logf("eTP=Cluster %s and %s at the routers via every node %v after the Services were created (FRR's IPv6 sessions with TCP-MD5)",
+		webIP, webIP6, time.Since(created).Round(time.Millisecond))
 	lab.Eventually(t, 10*time.Second, "BIRD sees community 64512:100", func(ctx context.Context) (string, bool) {
 		rs, err := n.BIRD.BGPRoutes(ctx, netns.IPv4)
 		if err != nil {
@@ -94,40 +131,70 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		}
 		return "", true
 	})
-	local := []netip.Addr{nodeAddr[w.nodes[0]]}
-	for _, r := range []bgpRouter{frrRIB{n.FRR}, birdRIB{n.BIRD}} {
-		lab.Eventually(t, 30*time.Second, fmt.Sprintf("%s: eTP=Local %s via %s only", r.name(), localIP, w.nodes[0]), func(ctx context.Context) (string, bool) {
-			hops, seen := r.nextHops(ctx, localIP)
-			return seen, slices.Equal(hops, local)
-		})
-	}
 
-	t.Run("client reaches the Service", func(t *testing.T) {
-		pods := map[string]bool{}
-		var last error
-		lab.Eventually(t, 30*time.Second, "client behind FRR reaches "+webIP.String(), func(ctx context.Context) (string, bool) {
-			rep, err := echo.Ask(ctx, n.Client.NS, "tcp", netip.AddrPortFrom(webIP, 80))
+	t.Run("missing password Secret", func(t *testing.T) {
+		lab.Eventually(t, 30*time.Second, "a BGPPasswordMissing Event on bird6 from every node", func(ctx context.Context) (string, bool) {
+			evs, err := w.site.Client().CoreV1().Events("default").List(ctx, metav1.ListOptions{
+				FieldSelector: "involvedObject.name=bird6,reason=" + speaker.EventBGPPasswordMissing})
 			if err != nil {
-				last = err
 				return err.Error(), false
 			}
-			pods[rep.Pod] = true
-			return "", true
-		})
-		for range 20 { // the flows spread across nodes and pods
-			if rep, err := echo.Ask(ctx, n.Client.NS, "tcp", netip.AddrPortFrom(webIP, 80)); err == nil {
-				pods[rep.Pod] = true
-			} else {
-				last = err
+			var msgs []string
+			for _, e := range evs.Items {
+				msgs = append(msgs, e.Message)
 			}
+			return strings.Join(msgs, "; "), len(evs.Items) == len(w.nodes)
+		})
+		if hops, seen := bird6.nextHops(ctx, webIP6); len(hops) > 0 {
+			t.Errorf("BIRD has %s without the password: %s", webIP6, seen)
 		}
-		t.Logf("client %s reached %s: pods %v (last error: %v)", n.Client.Addr4, webIP, slices.Sorted(func(yield func(string) bool) {
-			for p := range pods {
-				if !yield(p) {
-					return
+		w.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "berth-system", Name: "bird-md5"},
+			Data: map[string][]byte{"password": []byte(birdPassword)}})
+		took := lab.Eventually(t, 30*time.Second, "BIRD: "+webIP6.String()+" via every node once the Secret exists", func(ctx context.Context) (string, bool) {
+			hops, seen := bird6.nextHops(ctx, webIP6)
+			return seen, slices.Equal(hops, all6)
+		})
+		t.Logf("Secret created → %s at BIRD via every node over TCP-MD5 in %v (the speakers retry every 10 s)", webIP6, took.Round(time.Millisecond))
+	})
+
+	t.Run("eTP=Local", func(t *testing.T) {
+		want, want6 := []netip.Addr{nodeAddr[w.nodes[0]], nodeAddr[w.nodes[1]]}, []netip.Addr{nodeAddr6[w.nodes[0]], nodeAddr6[w.nodes[1]]}
+		slices.SortFunc(want, netip.Addr.Compare)
+		slices.SortFunc(want6, netip.Addr.Compare)
+		for _, c := range []struct {
+			r    bgpRouter
+			ip   netip.Addr
+			want []netip.Addr
+		}{{frr4, localIP, want}, {bird4, localIP, want}, {frr6, localIP6, want6}, {bird6, localIP6, want6}} {
+			lab.Eventually(t, 30*time.Second, fmt.Sprintf("%s: eTP=Local %s via the endpoints' nodes only", c.r.name(), c.ip), func(ctx context.Context) (string, bool) {
+				hops, seen := c.r.nextHops(ctx, c.ip)
+				return seen, slices.Equal(hops, c.want)
+			})
+		}
+		lab.Eventually(t, 10*time.Second, "FRR's kernel route: ECMP over exactly the endpoints' nodes", func(ctx context.Context) (string, bool) {
+			hops, seen := frrKernel{n.FRR}.nextHops(ctx, localIP)
+			return seen, slices.Equal(hops, want)
+		})
+	})
+
+	t.Run("client reaches the Services", func(t *testing.T) {
+		for _, ip := range []netip.Addr{webIP, webIP6, localIP, localIP6} {
+			var rep echo.Reply
+			lab.Eventually(t, 30*time.Second, "client behind FRR reaches "+ip.String(), func(ctx context.Context) (string, bool) {
+				r, err := echo.Ask(ctx, n.Client.NS, "tcp", netip.AddrPortFrom(ip, 80))
+				if err != nil {
+					return err.Error(), false
+				}
+				rep = r
+				return "", true
+			})
+			t.Logf("client → %s: %s", ip, rep)
+			if ip == localIP || ip == localIP6 {
+				if want := map[bool]netip.Addr{true: n.Client.Addr4, false: n.Client.Addr6}[ip.Is4()]; rep.Client.Addr() != want {
+					t.Errorf("eTP=Local %s: the pod saw client %s, want %s", ip, rep.Client.Addr(), want)
 				}
 			}
-		}), last)
+		}
 	})
 
 	t.Run("SIGKILL withdraws the next hop", func(t *testing.T) {
@@ -156,6 +223,50 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		}
 		stats(t, "SIGKILL → next hop gone from FRR's kernel route", samples, time.Second)
 	})
+
+	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
+		var samples []time.Duration
+		for i := range 5 {
+			victim := w.nodes[i%len(w.nodes)]
+			gone := nodeAddr[victim]
+			lab.Eventually(t, 30*time.Second, fmt.Sprintf("stop %d: BIRD has %s via every node", i, webIP), func(ctx context.Context) (string, bool) {
+				hops, seen := bird4.nextHops(ctx, webIP)
+				return seen, slices.Equal(hops, all)
+			})
+			if err := w.speakers[victim].Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			stopped := time.Now()
+			gshut := false
+			var took time.Duration
+			// birdc answers in ~2 ms, so the GRACEFUL_SHUTDOWN phase (500 ms) is seen.
+			lab.Eventually(t, 10*time.Second, fmt.Sprintf("stop %d: %s leaves BIRD", i, gone), func(ctx context.Context) (string, bool) {
+				rs, err := n.BIRD.BGPRoutes(ctx, netns.IPv4)
+				if err != nil {
+					return err.Error(), false
+				}
+				for _, r := range rs {
+					if r.Prefix == netip.PrefixFrom(webIP, 32) && r.NextHop == gone {
+						gshut = gshut || slices.Contains(r.Communities, "65535:0")
+						return r.String() + " " + strings.Join(r.Communities, " "), false
+					}
+				}
+				took = time.Since(stopped)
+				return "", true
+			})
+			if !gshut {
+				t.Errorf("stop %d: BIRD never saw GRACEFUL_SHUTDOWN on %s's path before it went", i, victim)
+			}
+			samples = append(samples, took)
+			select {
+			case <-w.speakers[victim].Done():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("speaker on %s still runs 10 s after SIGTERM", victim)
+			}
+			w.startSpeaker(victim)
+		}
+		stats(t, "SIGTERM → path gone from BIRD, GRACEFUL_SHUTDOWN first", samples, time.Second)
+	})
 }
 
 // bgpService creates a Service on the BGP pool.
@@ -163,50 +274,56 @@ func (w *world) bgpService(name, app string, etp corev1.ServiceExternalTrafficPo
 	w.create(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name, Annotations: map[string]string{"berth.dev/pool": "bgp"}},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": app},
-			ExternalTrafficPolicy: etp,
-			Ports:                 []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+			ExternalTrafficPolicy: etp, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyRequireDualStack),
+			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 	})
 }
 
-// ingressIP waits for a Service's first ingress IP.
-func (w *world) ingressIP(t *testing.T, name string) netip.Addr {
+// ingressIPs waits for a dual-stack Service's IPv4 and IPv6 ingress IPs.
+func (w *world) ingressIPs(t *testing.T, name string) (v4, v6 netip.Addr) {
 	t.Helper()
-	var ip netip.Addr
-	lab.Eventually(t, 30*time.Second, "Service "+name+" gets an IP", func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 30*time.Second, "Service "+name+" gets an IPv4 and an IPv6 address", func(ctx context.Context) (string, bool) {
 		svc, err := w.site.Client().CoreV1().Services("demo").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err.Error(), false
 		}
 		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if a, err := netip.ParseAddr(in.IP); err == nil {
-				ip = a
-				return "", true
+			if a, err := netip.ParseAddr(in.IP); err == nil && a.Is4() {
+				v4 = a
+			} else if err == nil {
+				v6 = a
 			}
 		}
-		return fmt.Sprintf("%+v", svc.Status), false
+		return fmt.Sprintf("%+v", svc.Status), v4.IsValid() && v6.IsValid()
 	})
-	return ip
+	return v4, v6
 }
 
-// bgpRouter reads the next hops a router has for an IPv4 host route, sorted.
+// bgpRouter reads the next hops a router's RIB has for a host route, sorted.
 type bgpRouter interface {
 	name() string
 	nextHops(ctx context.Context, ip netip.Addr) (hops []netip.Addr, seen string)
 }
 
-type frrRIB struct{ r *router.FRR }
+type frrRIB struct {
+	r   *router.FRR
+	fam netns.Family
+}
 
-func (f frrRIB) name() string { return "FRR" }
+func (f frrRIB) name() string { return "FRR " + f.fam.String() }
 func (f frrRIB) nextHops(ctx context.Context, ip netip.Addr) ([]netip.Addr, string) {
-	rs, err := f.r.BGPRoutes(ctx, netns.IPv4)
+	rs, err := f.r.BGPRoutes(ctx, f.fam)
 	return ribHops(rs, err, ip)
 }
 
-type birdRIB struct{ r *router.BIRD }
+type birdRIB struct {
+	r   *router.BIRD
+	fam netns.Family
+}
 
-func (b birdRIB) name() string { return "BIRD" }
+func (b birdRIB) name() string { return "BIRD " + b.fam.String() }
 func (b birdRIB) nextHops(ctx context.Context, ip netip.Addr) ([]netip.Addr, string) {
-	rs, err := b.r.BGPRoutes(ctx, netns.IPv4)
+	rs, err := b.r.BGPRoutes(ctx, b.fam)
 	return ribHops(rs, err, ip)
 }
 
@@ -217,7 +334,7 @@ func ribHops(rs []router.Route, err error, ip netip.Addr) ([]netip.Addr, string)
 	var hops []netip.Addr
 	var seen []string
 	for _, r := range rs {
-		if r.Prefix == netip.PrefixFrom(ip, 32) {
+		if r.Prefix == netip.PrefixFrom(ip, ip.BitLen()) {
 			hops = append(hops, r.NextHop)
 			seen = append(seen, r.String())
 		}
@@ -230,12 +347,12 @@ func ribHops(rs []router.Route, err error, ip netip.Addr) ([]netip.Addr, string)
 type frrKernel struct{ r *router.FRR }
 
 func (f frrKernel) nextHops(ctx context.Context, ip netip.Addr) ([]netip.Addr, string) {
-	rs, err := f.r.KernelRoutes(ctx, netns.IPv4)
+	rs, err := f.r.KernelRoutes(ctx, netns.FamilyOf(ip))
 	if err != nil {
 		return nil, err.Error()
 	}
 	for _, r := range rs {
-		if r.Dst == netip.PrefixFrom(ip, 32) {
+		if r.Dst == netip.PrefixFrom(ip, ip.BitLen()) {
 			hops := slices.Clone(r.Gateways)
 			slices.SortFunc(hops, netip.Addr.Compare)
 			return hops, r.String()

@@ -142,7 +142,7 @@ func (s *Speaker) followBGP(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	retrying := false
+	retrying, armed := false, false
 	for {
 		snap, self, ok := s.state.ConfigAndSelf()
 		failed := false
@@ -174,8 +174,9 @@ func (s *Speaker) followBGP(ctx context.Context) {
 			}
 		}
 		retrying = false
-		if failed {
+		if failed && !armed { // armed: a decision change must not push the retry back
 			retry.Reset(bgpRetry)
+			armed = true
 		}
 		select {
 		case <-ctx.Done():
@@ -183,7 +184,7 @@ func (s *Speaker) followBGP(ctx context.Context) {
 		case <-sub:
 		case <-s.bgpKick:
 		case <-retry.C:
-			retrying = true
+			retrying, armed = true, false
 		}
 	}
 }
