@@ -150,11 +150,11 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		}
 		w.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "berth-system", Name: "bird-md5"},
 			Data: map[string][]byte{"password": []byte(birdPassword)}})
-		took := lab.Eventually(t, 30*time.Second, "BIRD: "+webIP6.String()+" via every node once the Secret exists", func(ctx context.Context) (string, bool) {
+		took := lab.Eventually(t, 10*time.Second, "BIRD: "+webIP6.String()+" via every node once the Secret exists", func(ctx context.Context) (string, bool) {
 			hops, seen := bird6.nextHops(ctx, webIP6)
 			return seen, slices.Equal(hops, all6)
 		})
-		t.Logf("Secret created → %s at BIRD via every node over TCP-MD5 in %v (the speakers retry every 10 s)", webIP6, took.Round(time.Millisecond))
+		t.Logf("Secret created → %s at BIRD via every node over TCP-MD5 in %v (the speakers watch the Secrets)", webIP6, took.Round(time.Millisecond))
 	})
 
 	t.Run("eTP=Local", func(t *testing.T) {

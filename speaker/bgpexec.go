@@ -10,8 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/berthlb/berth/bgp"
@@ -119,39 +117,40 @@ func BGPPaths(d Decisions) []bgp.Path {
 	return out
 }
 
-// bgpRetry is how soon a failed reconcile or an unreadable password is tried again.
+// bgpRetry is how soon a failed reconcile is tried again.
 const bgpRetry = 10 * time.Second
 
 // followBGP hands the BGP executor the peers and paths on every change of the decisions,
-// the config or this Node: SetPeers, then SetPaths, so that a path finds its new peer.
-// Passwords are read when the config changes, and again every bgpRetry while one is
-// missing. On ctx's end it returns and leaves the executor as it is: the caller shuts it
-// down gracefully (cmd/berth-speaker).
+// the config, this Node or a Secret in berth's namespace: SetPeers, then SetPaths, so that
+// a path finds its new peer. A reconcile that failed is tried again after bgpRetry. On
+// ctx's end it returns and leaves the executor as it is: the caller shuts it down
+// gracefully (cmd/berth-speaker).
 func (s *Speaker) followBGP(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithName("bgp")
 	sub := s.Subscribe()
 	pw := newPasswordReader(s)
 	var (
-		lastSnap  *config.Snapshot
-		lastSelf  Node
-		lastPeers []bgp.Peer
-		peersOK   bool
-		lastPaths []bgp.Path
-		pathsOK   bool
+		lastSnap      *config.Snapshot
+		lastSelf      Node
+		lastSecretGen uint64
+		read          bool
+		lastPeers     []bgp.Peer
+		peersOK       bool
+		lastPaths     []bgp.Path
+		pathsOK       bool
 	)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	retrying, armed := false, false
+	armed := false
 	for {
 		snap, self, ok := s.state.ConfigAndSelf()
 		failed := false
 		if ok {
-			if snap != lastSnap || !sameLabels(self, lastSelf) || retrying {
+			if gen := s.secretGen.Load(); !read || snap != lastSnap || !sameLabels(self, lastSelf) || gen != lastSecretGen {
 				pw.read(ctx, snap, self)
-				lastSnap, lastSelf = snap, self
+				read, lastSnap, lastSelf, lastSecretGen = true, snap, self, gen
 			}
-			failed = failed || pw.missing()
 			peers := BGPPeers(snap, self, pw.lookup)
 			if !peersOK || !slices.Equal(peers, lastPeers) {
 				err := s.opts.BGP.SetPeers(ctx, peers)
@@ -173,8 +172,7 @@ func (s *Speaker) followBGP(ctx context.Context) {
 				failed = failed || err != nil
 			}
 		}
-		retrying = false
-		if failed && !armed { // armed: a decision change must not push the retry back
+		if failed && !armed { // armed: a later change must not push the retry back
 			retry.Reset(bgpRetry)
 			armed = true
 		}
@@ -184,7 +182,7 @@ func (s *Speaker) followBGP(ctx context.Context) {
 		case <-sub:
 		case <-s.bgpKick:
 		case <-retry.C:
-			retrying, armed = true, false
+			armed = false
 		}
 	}
 }
@@ -196,9 +194,9 @@ func samePath(a, b bgp.Path) bool {
 		slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }
 
-// passwordReader reads the peers' TCP-MD5 passwords from their Secrets through the
-// apiserver, keeps what it read until the next read, and reports a peer whose password
-// is missing once per change, in the log and as an Event on the BGPPeer.
+// passwordReader reads the peers' TCP-MD5 passwords from their Secrets in the informer's
+// cache of berth's namespace, keeps what it read until the next read, and reports a peer
+// whose password is missing once per change, in the log and as an Event on the BGPPeer.
 type passwordReader struct {
 	s      *Speaker
 	values map[v1alpha1.SecretKeyRef]string
@@ -220,14 +218,10 @@ func (r *passwordReader) lookup(ref *v1alpha1.SecretKeyRef) (string, error) {
 	return "", fmt.Errorf("secret %s: not read", ref.Name)
 }
 
-func (r *passwordReader) missing() bool { return len(r.errs) > 0 }
-
-// read reads the passwords of the snapshot's peers that select self, one GET per Secret.
+// read reads the passwords of the snapshot's peers that select self.
 func (r *passwordReader) read(ctx context.Context, snap *config.Snapshot, self Node) {
 	logger := klog.FromContext(ctx).WithName("bgp")
 	r.values, r.errs = map[v1alpha1.SecretKeyRef]string{}, map[v1alpha1.SecretKeyRef]error{}
-	secrets := map[string]*corev1.Secret{}
-	secretErrs := map[string]error{}
 	ns := r.s.opts.Namespace
 	for _, p := range snap.Peers {
 		ref := p.Password
@@ -235,16 +229,13 @@ func (r *passwordReader) read(ctx context.Context, snap *config.Snapshot, self N
 			continue
 		}
 		if _, done := r.values[*ref]; !done && r.errs[*ref] == nil {
-			sec, err := secrets[ref.Name], secretErrs[ref.Name]
-			if sec == nil && err == nil {
-				sec, err = r.s.opts.Client.CoreV1().Secrets(ns).Get(ctx, ref.Name, metav1.GetOptions{})
-				secrets[ref.Name], secretErrs[ref.Name] = sec, err
-			}
+			o, found, err := r.s.secrets.GetByKey(ns + "/" + ref.Name)
+			sec, _ := o.(*corev1.Secret)
 			switch {
-			case apierrors.IsNotFound(err):
-				r.errs[*ref] = fmt.Errorf("secret %s/%s not found", ns, ref.Name)
 			case err != nil:
 				r.errs[*ref] = fmt.Errorf("read secret %s/%s: %w", ns, ref.Name, err)
+			case !found || sec == nil:
+				r.errs[*ref] = fmt.Errorf("secret %s/%s not found", ns, ref.Name)
 			case len(sec.Data[ref.Key]) == 0:
 				r.errs[*ref] = fmt.Errorf("secret %s/%s has no key %q", ns, ref.Name, ref.Key)
 			default:

@@ -78,7 +78,13 @@ type Speaker struct {
 	synced  atomic.Bool
 
 	frozen  chan struct{} // woke from a freeze, for followL2
-	bgpKick chan struct{} // config or this Node changed, for followBGP
+	bgpKick chan struct{} // config, this Node or a Secret changed, for followBGP
+
+	// secrets are berth's namespace's Secrets, for the BGP peers' passwords; nil without
+	// BGP. secretGen counts their changes.
+	secretFactory informers.SharedInformerFactory
+	secrets       cache.Indexer
+	secretGen     atomic.Uint64
 
 	mu        sync.Mutex
 	patterns  []string // L2 interface patterns of the current config
@@ -120,6 +126,19 @@ func New(opts Options) *Speaker {
 	s.state = NewState(opts.Node, s.source, StateOptions{OnChange: s.notify, Observe: opts.Metrics.observePass})
 	opts.Metrics.state = s.state
 
+	if opts.BGP != nil {
+		s.secretFactory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
+			informers.WithNamespace(opts.Namespace), informers.WithTransform(stripObject))
+		secInf := s.secretFactory.Core().V1().Secrets().Informer()
+		s.secrets = secInf.GetIndexer()
+		secretChanged := func(any) {
+			s.secretGen.Add(1)
+			wake(s.bgpKick)
+		}
+		_, _ = secInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: secretChanged, UpdateFunc: func(_, o any) { secretChanged(o) }, DeleteFunc: secretChanged,
+		})
+	}
 	_, _ = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { s.serviceEvent(o) },
 		UpdateFunc: func(old, o any) { s.serviceEvent(o) },
@@ -149,6 +168,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	watcher := source.New(s.opts.Cache, source.WithOnChange(s.configChanged))
 	go func() { _ = s.opts.Cache.Start(ctx) }()
 	s.factory.Start(ctx.Done())
+	if s.secretFactory != nil {
+		s.secretFactory.Start(ctx.Done())
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
@@ -159,6 +181,13 @@ func (s *Speaker) Run(ctx context.Context) error {
 	for typ, ok := range s.factory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("informer for %v did not sync: %w", typ, ctx.Err())
+		}
+	}
+	if s.secretFactory != nil {
+		for typ, ok := range s.secretFactory.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("informer for %v did not sync: %w", typ, ctx.Err())
+			}
 		}
 	}
 	if !s.opts.Cache.WaitForCacheSync(ctx) {
