@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/lab"
@@ -39,8 +40,8 @@ const frrPassword, birdPassword = "frr-md5-s3cret", "bird-md5-s3cret"
 // behind FRR reaches both and the Local one's pod sees the client's address; a peer whose
 // password Secret is missing gets no session and an Event until the Secret appears; a
 // SIGKILLed speaker's next hop leaves FRR's kernel route within 1 s (its socket closes;
-// graceful restart off), a SIGTERMed one's leaves BIRD within 1 s with GRACEFUL_SHUTDOWN
-// seen first.
+// graceful restart off), a SIGSTOPped one's within the hold time (3 s) + 1 s, and a
+// SIGTERMed one's leaves BIRD within 1 s with GRACEFUL_SHUTDOWN seen first.
 func TestBGPSpeakersSLO(t *testing.T) {
 	w := startWorld(t, worldOptions{nodes: 3, routers: true, kubeProxy: true})
 	ctx := t.Context()
@@ -222,6 +223,43 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			w.startSpeaker(victim)
 		}
 		stats(t, "SIGKILL → next hop gone from FRR's kernel route", samples, time.Second)
+	})
+
+	t.Run("SIGSTOP: the hold timer withdraws", func(t *testing.T) {
+		// A frozen speaker keeps its socket open: only the hold time (3 s here) tells.
+		var peer v1alpha1.BGPPeer
+		if err := w.cr.Get(ctx, client.ObjectKey{Name: "frr"}, &peer); err != nil {
+			t.Fatal(err)
+		}
+		peer.Spec.HoldTime = &metav1.Duration{Duration: 3 * time.Second}
+		if err := w.cr.Update(ctx, &peer); err != nil {
+			t.Fatal(err)
+		}
+		var samples []time.Duration
+		frr := frrKernel{n.FRR}
+		for i := range 3 {
+			victim := w.nodes[i%len(w.nodes)]
+			gone := nodeAddr[victim]
+			lab.Eventually(t, 30*time.Second, fmt.Sprintf("stop %d: FRR's kernel route via every node", i), func(ctx context.Context) (string, bool) {
+				hops, seen := frr.nextHops(ctx, webIP)
+				return seen, slices.Equal(hops, all)
+			})
+			if err := w.speakers[victim].Pause(); err != nil {
+				t.Fatal(err)
+			}
+			paused := time.Now()
+			var took time.Duration
+			lab.Eventually(t, 15*time.Second, fmt.Sprintf("stop %d: %s leaves FRR's route", i, gone), func(ctx context.Context) (string, bool) {
+				hops, seen := frr.nextHops(ctx, webIP)
+				took = time.Since(paused)
+				return seen, len(hops) == len(all)-1 && !slices.Contains(hops, gone)
+			})
+			samples = append(samples, took)
+			if err := w.speakers[victim].Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stats(t, "SIGSTOP → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
 	})
 
 	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
