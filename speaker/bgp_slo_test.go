@@ -133,6 +133,19 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		return "", true
 	})
 
+	lab.Eventually(t, 10*time.Second, "a BGPSessionEstablished Event on frr from every node", func(ctx context.Context) (string, bool) {
+		evs, err := w.site.Client().CoreV1().Events("default").List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.name=frr,reason=" + speaker.EventBGPSessionEstablished})
+		if err != nil {
+			return err.Error(), false
+		}
+		hosts := map[string]bool{}
+		for _, e := range evs.Items {
+			hosts[e.Source.Host] = true
+		}
+		return fmt.Sprint(hosts), len(hosts) == len(w.nodes)
+	})
+
 	t.Run("missing password Secret", func(t *testing.T) {
 		lab.Eventually(t, 30*time.Second, "a BGPPasswordMissing Event on bird6 from every node", func(ctx context.Context) (string, bool) {
 			evs, err := w.site.Client().CoreV1().Events("default").List(ctx, metav1.ListOptions{

@@ -206,6 +206,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 	if s.opts.BGP != nil {
 		wg.Go(func() { s.followBGP(ctx) })
+		wg.Go(func() { s.watchBGPSessions(ctx) })
 	}
 	<-ctx.Done()
 	return nil
