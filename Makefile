@@ -4,6 +4,8 @@ SHELL := /usr/bin/env bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/berthlb/berth/version.Version=$(VERSION)
+# grpcnotrace: see lab.BuildTags (keeps the linker's dead-code elimination working).
+BUILD_TAGS := grpcnotrace
 # Tags of the test tiers that need the apiserver (integration) or root (privileged).
 TEST_TAGS := integration,privileged
 # Timing and memory SLO tests (names ending in SLO) run alone: no -race, one package at a time.
@@ -17,7 +19,7 @@ all: build
 
 ## build: berth-controller, berth-speaker and berthctl into bin/
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	$(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 	ln -sf berthctl bin/kubectl-berth
 
 ## generate: deepcopy and CRDs from config/v1alpha1

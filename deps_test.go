@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/berthlb/berth/lab"
 )
 
 const module = "github.com/berthlb/berth"
@@ -74,6 +76,21 @@ func TestDependencyArrows(t *testing.T) {
 					t.Errorf("%s: %s imports %s", r.name, p.ImportPath, d)
 				}
 			}
+		}
+	}
+}
+
+// TestSpeakerKeepsDeadCodeElimination: built with lab.BuildTags, berth-speaker links no
+// golang.org/x/net/trace, whose html/template execution calls methods by reflection and
+// makes the linker keep every exported method of every type.
+func TestSpeakerKeepsDeadCodeElimination(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-tags", lab.BuildTags, module+"/cmd/berth-speaker").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "golang.org/x/net/trace" {
+			t.Errorf("berth-speaker links %s", dep)
 		}
 	}
 }

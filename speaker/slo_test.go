@@ -5,6 +5,7 @@ package speaker_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -285,7 +286,7 @@ func (w *world) outage(t *testing.T, services int) {
 		if err != nil {
 			t.Fatalf("decision endpoint during the outage: %v", err)
 		}
-		if now, why := agree(views, w.nodes, services); now == nil || !maps(now, before) {
+		if now, why := agree(views, w.nodes, services); now == nil || !maps.Equal(now, before) {
 			t.Fatalf("decisions changed during the outage: %s; before %v, now %v", why, before, now)
 		}
 		time.Sleep(200 * time.Millisecond) // sampling, not waiting for a condition
@@ -314,7 +315,7 @@ func (w *world) outage(t *testing.T, services int) {
 		if err != nil {
 			t.Fatalf("decision endpoint during the outage: %v", err)
 		}
-		if now, why := agree(views, survivors, services); now == nil || !maps(now, after) {
+		if now, why := agree(views, survivors, services); now == nil || !maps.Equal(now, after) {
 			t.Fatalf("decisions changed during the outage after the takeover: %s", why)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -418,11 +419,33 @@ feed:
 		return fmt.Sprintf("%d of %d announced", announced, len(v.Services)), announced == services
 	})
 	t.Logf("the speaker started and decided all %d in %v", services, time.Since(begin).Round(time.Millisecond))
-	rss, hwm := procMemory(t, w.speakers[node].PID())
-	t.Logf("berth-speaker with %d Services: RSS %d MiB, peak %d MiB (target ≤ %d MiB)", services, rss>>20, hwm>>20, target>>20)
+	rss, hwm, anon := procMemory(t, w.speakers[node].PID())
+	t.Logf("berth-speaker with %d Services: RSS %d MiB (anonymous %d MiB), peak %d MiB (target ≤ %d MiB)", services, rss>>20, anon>>20, hwm>>20, target>>20)
+	if m, err := lab.AskSocket(t.Context(), w.site.SpeakerSocket(node), "/metrics"); err == nil {
+		t.Logf("its Go heap: in use %d MiB, idle %d MiB of which released %d MiB; GC goal %d MiB", metric(m, "go_memstats_heap_inuse_bytes")>>20,
+			metric(m, "go_memstats_heap_idle_bytes")>>20, metric(m, "go_memstats_heap_released_bytes")>>20, metric(m, "go_gc_heap_goal_bytes")>>20)
+	}
+	if file := os.Getenv("BERTH_SLO_HEAP_PROFILE"); file != "" { // for `go tool pprof`
+		if p, err := lab.AskSocket(t.Context(), w.site.SpeakerSocket(node), "/debug/pprof/heap"); err != nil {
+			t.Errorf("heap profile: %v", err)
+		} else if err := os.WriteFile(file, p, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 	if rss > target {
 		t.Errorf("RSS %d MiB > %d MiB", rss>>20, target>>20)
 	}
+}
+
+// metric reads one unlabelled value from a Prometheus text exposition; 0 when missing.
+func metric(exposition []byte, name string) int64 {
+	for _, line := range strings.Split(string(exposition), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f)
+		}
+	}
+	return 0
 }
 
 // createLoaded creates Service i of the memory test: an IPv6 ingress from the L2 pool,
@@ -460,7 +483,7 @@ func createLoaded(ctx context.Context, kc kubernetes.Interface, i int, node stri
 }
 
 // procMemory reads a process's resident set and its peak from /proc.
-func procMemory(t *testing.T, pid int) (rss, hwm int64) {
+func procMemory(t *testing.T, pid int) (rss, hwm, anon int64) {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -477,10 +500,12 @@ func procMemory(t *testing.T, pid int) (rss, hwm int64) {
 			rss = kb << 10
 		case "VmHWM:":
 			hwm = kb << 10
+		case "RssAnon:":
+			anon = kb << 10
 		}
 	}
 	if rss == 0 {
 		t.Fatalf("no VmRSS in /proc/%d/status", pid)
 	}
-	return rss, hwm
+	return rss, hwm, anon
 }
