@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/config/v1alpha1"
 )
 
 func TestSessionEvents(t *testing.T) {
@@ -48,6 +50,46 @@ func TestSessionEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if d := cmp.Diff(tt.want, sessionEvents("n1", tt.before, tt.after)); d != "" {
 				t.Errorf("sessionEvents() (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestPeerNodeStatus(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.1")
+	since := time.Date(2026, 11, 26, 1, 2, 3, 456e6, time.UTC)
+	whole := metav1.NewTime(since.Truncate(time.Second))
+	tests := []struct {
+		name string
+		in   bgp.PeerStatus
+		want v1alpha1.PeerNodeStatus
+	}{
+		{"established: no reason, no retry",
+			bgp.PeerStatus{Name: "frr", Address: a, State: bgp.StateEstablished, Since: since, Advertised: 7, ConnectRetry: 5 * time.Second},
+			v1alpha1.PeerNodeStatus{Node: "n1", State: v1alpha1.SessionEstablished, Since: &whole, PrefixesSent: 7}},
+		{"first attempt",
+			bgp.PeerStatus{Name: "frr", Address: a, State: bgp.StateActive, Since: since, ConnectRetry: 5 * time.Second},
+			v1alpha1.PeerNodeStatus{Node: "n1", State: v1alpha1.SessionActive, Since: &whole, Reason: PeerReasonConnecting,
+				RetryInterval: &metav1.Duration{Duration: 5 * time.Second}}},
+		{"backing off",
+			bgp.PeerStatus{Name: "frr", Address: a, State: bgp.StateActive, Since: since, ConnectRetry: 20 * time.Second,
+				ConsecutiveFailures: 3, LastError: "connection refused"},
+			v1alpha1.PeerNodeStatus{Node: "n1", State: v1alpha1.SessionActive, Since: &whole, Reason: PeerReasonConnectFailed,
+				Message: "connection refused", Failures: 3, RetryInterval: &metav1.Duration{Duration: 20 * time.Second}}},
+		{"auth mismatch",
+			bgp.PeerStatus{Name: "frr", Address: a, State: bgp.StateConnect, Since: since, ConnectRetry: 10 * time.Second,
+				ConsecutiveFailures: 2, AuthMismatchLikely: true},
+			v1alpha1.PeerNodeStatus{Node: "n1", State: v1alpha1.SessionConnect, Since: &whole, Reason: PeerReasonAuthMismatchLikely,
+				Message: "fails as a TCP-MD5 password mismatch does (or the peer is down)", Failures: 2,
+				RetryInterval: &metav1.Duration{Duration: 10 * time.Second}}},
+		{"unknown state",
+			bgp.PeerStatus{Name: "frr", Address: a, State: "weird"},
+			v1alpha1.PeerNodeStatus{Node: "n1", State: v1alpha1.SessionUnknown, Reason: PeerReasonConnecting}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := cmp.Diff(tt.want, peerNodeStatus("n1", tt.in)); d != "" {
+				t.Errorf("peerNodeStatus() (-want +got):\n%s", d)
 			}
 		})
 	}

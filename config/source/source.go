@@ -259,6 +259,9 @@ func (w *Watcher) writeStatus(ctx context.Context, res config.Resources, snap *c
 		if p.Status.ObservedGeneration != p.Generation {
 			p.Status.ObservedGeneration, changed = p.Generation, true
 		}
+		if n := established(p.Status.Nodes); p.Status.Established != n {
+			p.Status.Established, changed = n, true
+		}
 		write(p, changed)
 	}
 	for i := range res.BGPAdvertisements {
@@ -272,6 +275,19 @@ func (w *Watcher) writeStatus(ctx context.Context, res config.Resources, snap *c
 		write(a, applyAdvertisementStatus(&a.Status, ref, a.Generation, problems, now))
 	}
 	return firstErr
+}
+
+// established counts the nodes whose speaker reports its session with the peer up. The
+// speakers write their own entries (server-side apply, one field manager per node); the
+// count is the watcher's, which sees them all.
+func established(nodes []v1alpha1.PeerNodeStatus) int32 {
+	var n int32
+	for _, e := range nodes {
+		if e.State == v1alpha1.SessionEstablished {
+			n++
+		}
+	}
+	return n
 }
 
 func applyAdvertisementStatus(s *v1alpha1.AdvertisementStatus, ref config.ObjectRef, gen int64, problems []config.Problem, now metav1.Time) bool {

@@ -22,6 +22,7 @@ import (
 	"github.com/berthlb/berth/config/source"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/lab/controlplane"
+	"github.com/berthlb/berth/speaker"
 )
 
 type env struct {
@@ -237,4 +238,80 @@ func TestAdvertisementReferences(t *testing.T) {
 	if len(snap.L2Advertisements) != 1 || !slices.Equal(snap.L2Advertisements[0].Pools, []string{"lan"}) {
 		t.Errorf("snapshot L2 advertisements = %+v, want one covering pool lan", snap.L2Advertisements)
 	}
+}
+
+// TestPeerNodeEntries shows the speakers' entries in a BGPPeer's status (server-side apply,
+// one field manager per node) living side by side with the watcher's conditions and its
+// count of established sessions: each node changes only its own entry, a removal takes
+// only that one, and Established follows.
+func TestPeerNodeEntries(t *testing.T) {
+	e := start(t)
+	ctx := t.Context()
+	peer := &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"},
+		Spec: v1alpha1.BGPPeerSpec{PeerAddress: "198.18.0.1", MyASN: 64512, PeerASN: 64500}}
+	if err := e.c.Create(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+	since := metav1.NewTime(time.Now().Truncate(time.Second))
+	up := v1alpha1.PeerNodeStatus{Node: "n1", State: v1alpha1.SessionEstablished, Since: &since, PrefixesSent: 3}
+	down := v1alpha1.PeerNodeStatus{Node: "n2", State: v1alpha1.SessionActive, Since: &since, Reason: speaker.PeerReasonAuthMismatchLikely,
+		Message: "fails as a TCP-MD5 password mismatch does (or the peer is down)", Failures: 4,
+		RetryInterval: &metav1.Duration{Duration: 40 * time.Second}}
+	for _, entry := range []v1alpha1.PeerNodeStatus{up, down} {
+		if err := speaker.ApplyPeerNodeStatus(ctx, e.c, entry.Node, "tor", &entry); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitPeer(t, "both entries, one established, Accepted kept", func(p *v1alpha1.BGPPeer) bool {
+		return len(p.Status.Nodes) == 2 && p.Status.Established == 1 &&
+			meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionAccepted)
+	})
+
+	// n2 comes up: only its entry changes.
+	down.State, down.Reason, down.Message, down.Failures, down.RetryInterval = v1alpha1.SessionEstablished, "", "", 0, nil
+	if err := speaker.ApplyPeerNodeStatus(ctx, e.c, "n2", "tor", &down); err != nil {
+		t.Fatal(err)
+	}
+	p := e.waitPeer(t, "two established", func(p *v1alpha1.BGPPeer) bool { return p.Status.Established == 2 })
+	for _, n := range p.Status.Nodes {
+		if n.Node == "n1" && n.PrefixesSent != 3 {
+			t.Errorf("n1's entry changed with n2's: %+v", n)
+		}
+	}
+
+	// n1 no longer holds a session with the peer.
+	if err := speaker.ApplyPeerNodeStatus(ctx, e.c, "n1", "tor", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPeer(t, "n2's entry alone", func(p *v1alpha1.BGPPeer) bool {
+		return len(p.Status.Nodes) == 1 && p.Status.Nodes[0].Node == "n2" && p.Status.Established == 1
+	})
+
+	// A peer that is gone needs nothing.
+	if err := e.c.Delete(ctx, peer); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := speaker.ApplyPeerNodeStatus(ctx, e.c, "n2", "tor", &down)
+		return err == nil && e.c.Get(ctx, client.ObjectKey{Name: "tor"}, &v1alpha1.BGPPeer{}) != nil, err
+	}); err != nil {
+		t.Fatalf("apply to a deleted peer: %v", err)
+	}
+}
+
+func (e *env) waitPeer(t *testing.T, what string, ok func(*v1alpha1.BGPPeer) bool) *v1alpha1.BGPPeer {
+	t.Helper()
+	var p v1alpha1.BGPPeer
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := e.c.Get(ctx, client.ObjectKey{Name: "tor"}, &p); err != nil {
+			return false, err
+		}
+		last = fmt.Sprintf("%+v", p.Status)
+		return ok(&p), nil
+	})
+	if err != nil {
+		t.Fatalf("BGPPeer tor: want %s; last status %s", what, last)
+	}
+	return &p
 }

@@ -124,7 +124,8 @@ type PeerNodeStatus struct {
 	// Since is when the session entered State.
 	// +optional
 	Since *metav1.Time `json:"since,omitempty"`
-	// Reason is a CamelCase word for why the session is not Established (AuthFailed, ...).
+	// Reason is a CamelCase word for why the session is not Established: Connecting,
+	// ConnectFailed, AuthMismatchLikely.
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// Message is the last error, readable.
@@ -133,9 +134,10 @@ type PeerNodeStatus struct {
 	// Failures counts consecutive failed attempts; retries back off exponentially.
 	// +optional
 	Failures int32 `json:"failures,omitempty"`
-	// NextRetry is when the next attempt is due while backing off.
+	// RetryInterval is the reconnect interval in use: it doubles with each failure up to
+	// two minutes, and returns to the peer's connectTime once the session is up.
 	// +optional
-	NextRetry *metav1.Time `json:"nextRetry,omitempty"`
+	RetryInterval *metav1.Duration `json:"retryInterval,omitempty"`
 	// PrefixesSent is the number of prefixes advertised on the session.
 	// +optional
 	PrefixesSent int32 `json:"prefixesSent,omitempty"`

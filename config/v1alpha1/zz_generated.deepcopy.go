@@ -695,9 +695,10 @@ func (in *PeerNodeStatus) DeepCopyInto(out *PeerNodeStatus) {
 		in, out := &in.Since, &out.Since
 		*out = (*in).DeepCopy()
 	}
-	if in.NextRetry != nil {
-		in, out := &in.NextRetry, &out.NextRetry
-		*out = (*in).DeepCopy()
+	if in.RetryInterval != nil {
+		in, out := &in.RetryInterval, &out.RetryInterval
+		*out = new(v1.Duration)
+		**out = **in
 	}
 }
 
