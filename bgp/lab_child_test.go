@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/klog/v2"
+
+	"github.com/berthlb/berth/lab/netns"
 )
 
 // The child scenarios run inside a node namespace (see TestWithRouters).
@@ -207,12 +209,12 @@ func childSessions(t *testing.T, spec childSpec) {
 				t.Fatal(err)
 			}
 			waitFor(t, 5*time.Second, fmt.Sprintf("%s in both kernels", p), func() (string, bool) {
-				_, f := frrMon.addedAt(p)
-				_, b := birdMon.addedAt(p)
+				_, f := frrMon.AddedAt(p)
+				_, b := birdMon.AddedAt(p)
 				return fmt.Sprintf("FRR %t BIRD %t", f, b), f && b
 			})
-			f, _ := frrMon.addedAt(p)
-			b, _ := birdMon.addedAt(p)
+			f, _ := frrMon.AddedAt(p)
+			b, _ := birdMon.AddedAt(p)
 			toFRR, toBIRD = append(toFRR, f.Sub(t0)), append(toBIRD, b.Sub(t0))
 		}
 		t.Logf("FIGURE SetPaths(one more /32) → kernel route at the router, 50 paths: FRR p50 %v max %v; BIRD p50 %v max %v",
@@ -354,17 +356,17 @@ func childSessions(t *testing.T, spec childSpec) {
 			t.Errorf("BIRD: GRACEFUL_SHUTDOWN seen at %v, %s gone at %v", bs.gshut, d, bs.gone)
 		}
 		var last time.Time
-		for _, m := range []*routeMonitor{frrMon, birdMon} {
+		for _, m := range []*netns.RouteMonitor{frrMon, birdMon} {
 			for _, p := range paths {
 				if (m == frrMon && !slices.ContainsFunc(p.Peers, func(n string) bool { return strings.HasPrefix(n, "frr") })) ||
 					(m == birdMon && !slices.ContainsFunc(p.Peers, func(n string) bool { return strings.HasPrefix(n, "bird") })) {
 					continue
 				}
-				waitFor(t, 5*time.Second, fmt.Sprintf("%s deleted in %s", p.Prefix, m.ns), func() (string, bool) {
-					_, ok := m.deletedAt(p.Prefix)
+				waitFor(t, 5*time.Second, fmt.Sprintf("%s deleted in %s", p.Prefix, m.NS()), func() (string, bool) {
+					_, ok := m.DeletedAt(p.Prefix)
 					return "", ok
 				})
-				at, _ := m.deletedAt(p.Prefix)
+				at, _ := m.DeletedAt(p.Prefix)
 				if at.After(last) {
 					last = at
 				}
@@ -384,14 +386,7 @@ func childSessions(t *testing.T, spec childSpec) {
 func childMD5(t *testing.T, spec childSpec) {
 	ctx := t.Context()
 	frr, bird := spec.FRR, spec.BIRD
-	s, err := New(Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4), ListenPort: 179, Logger: klog.Background()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	s := startServer(t, Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4), ListenPort: 179})
 	peers := func(pw string) []Peer {
 		return []Peer{
 			// FRR is passive: GoBGP dials, its socket carries the key.
@@ -482,14 +477,7 @@ func childMD5(t *testing.T, spec childSpec) {
 func childMultihop(t *testing.T, spec childSpec) {
 	ctx := t.Context()
 	frr := spec.FRR
-	s, err := New(Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4), Logger: klog.Background()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	s := startServer(t, Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4)})
 	if err := s.SetPeers(ctx, []Peer{{Name: "frr", Address: frr.Addr4, MyASN: 64513, PeerASN: frr.ASN,
 		SourceAddress: spec.Source4, EBGPMultihop: 2, HoldTime: hold, ConnectTime: connect}}); err != nil {
 		t.Fatal(err)
@@ -513,54 +501,51 @@ func childMultihop(t *testing.T, spec childSpec) {
 	waitKernel(t, frr.NS, "FRR", p, true)
 }
 
-// grPrefix is the path of the graceful restart scenario.
-var grPrefix = pfx("203.0.113.40/32")
+// The paths of the graceful restart scenario: the restarted speaker advertises grPrefix
+// again, grGone no more.
+var grPrefix, grGone = pfx("203.0.113.40/32"), pfx("203.0.113.41/32")
 
 func grPeer(spec childSpec) Peer {
 	return Peer{Name: "frr", Address: spec.FRR.Addr4, MyASN: 64513, PeerASN: spec.FRR.ASN, SourceAddress: spec.Source4,
 		EBGPMultihop: 2, HoldTime: hold, ConnectTime: connect, GracefulRestart: true, RestartTime: 30 * time.Second}
 }
 
-// childGRCrash advertises grPrefix with graceful restart, says so, and waits to be killed.
+// childGRCrash advertises grPrefix and grGone with graceful restart, says so, and waits
+// to be killed.
 func childGRCrash(t *testing.T, spec childSpec) {
 	ctx := t.Context()
-	s, err := New(Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4), Logger: klog.Background()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startServer(t, Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4)})
 	if err := s.SetPeers(ctx, []Peer{grPeer(spec)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPaths(ctx, []Path{{Prefix: grPrefix, Peers: []string{"frr"}}}); err != nil {
+	if err := s.SetPaths(ctx, []Path{{Prefix: grPrefix, Peers: []string{"frr"}}, {Prefix: grGone, Peers: []string{"frr"}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitEstablished(t, s, "frr")
 	waitKernel(t, spec.FRR.NS, "FRR", grPrefix, true)
+	waitKernel(t, spec.FRR.NS, "FRR", grGone, true)
 	fmt.Println(readyLine)
 	time.Sleep(time.Minute)
 	t.Fatal("not killed within a minute")
 }
 
-// childGRReturn is the restarted speaker: same peer, no paths. FRR must drop the stale
-// route when the End-of-RIB arrives.
+// childGRReturn is the restarted speaker: same peer, grPrefix alone, set before the
+// session opens so that it precedes the End-of-RIB. FRR must keep grPrefix throughout and
+// drop the stale grGone when the End-of-RIB arrives.
 func childGRReturn(t *testing.T, spec childSpec) {
 	ctx := t.Context()
-	s, err := New(Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4), Logger: klog.Background()})
-	if err != nil {
+	s := startServer(t, Config{RouterID: RouterIDFor(spec.NodeName, spec.Addr4)})
+	if err := s.SetPaths(ctx, []Path{{Prefix: grPrefix, Peers: []string{"frr"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	if err := s.SetPeers(ctx, []Peer{grPeer(spec)}); err != nil {
 		t.Fatal(err)
 	}
 	up := waitEstablished(t, s, "frr")
-	took := waitKernel(t, spec.FRR.NS, "FRR", grPrefix, false)
-	t.Logf("FIGURE graceful restart: restarted speaker up %v after start; FRR dropped the stale route %v later (End-of-RIB)",
-		up.Round(time.Millisecond), took.Round(time.Millisecond))
+	took := waitKernel(t, spec.FRR.NS, "FRR", grGone, false)
+	if _, found, err := kernelRoute(ctx, spec.FRR.NS, grPrefix); !found || err != nil {
+		t.Errorf("FRR lost %s, which the restarted speaker advertises (%v)", grPrefix, err)
+	}
+	t.Logf("FIGURE graceful restart: restarted speaker up %v after start; FRR dropped the stale %s %v later (End-of-RIB) and kept %s",
+		up.Round(time.Millisecond), grGone, took.Round(time.Millisecond), grPrefix)
 }

@@ -33,6 +33,7 @@ const childEnv = "BERTH_BGP_TEST_CHILD"
 
 // childSpec tells a child which scenario to run and where the routers are.
 type childSpec struct {
+	Test     string // the test that runs the child; TestWithRouters when empty
 	Role     string
 	NodeNS   string
 	NodeName string
@@ -41,6 +42,7 @@ type childSpec struct {
 	Source4  netip.Addr // another local address of the node (its pod gateway)
 	FRR      routerSpec
 	BIRD     routerSpec
+	Signals  string // a directory where the parent creates files the child waits for
 }
 
 // routerSpec is how a child reaches a router: its namespace (kernel routes), its control
@@ -164,9 +166,8 @@ func labUp(t *testing.T) *lab.Network {
 	return n
 }
 
-// runChild runs this test again inside spec's node namespace and fails with its output
-// when it fails; its output (the measured figures) is logged either way.
-func runChild(t *testing.T, spec childSpec) {
+// childCommand is this test binary running spec's scenario inside its node namespace.
+func childCommand(ctx context.Context, t *testing.T, spec childSpec) *exec.Cmd {
 	t.Helper()
 	raw, err := json.Marshal(spec)
 	if err != nil {
@@ -176,10 +177,71 @@ func runChild(t *testing.T, spec childSpec) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	test := spec.Test
+	if test == "" {
+		test = "TestWithRouters"
+	}
+	cmd := netns.NS(spec.NodeNS).Command(ctx, exe, "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	return cmd
+}
+
+// child is a child scenario running in the background.
+type child struct {
+	cmd   *exec.Cmd
+	ready chan bool // true once it printed readyLine, false if it ended first
+	done  chan struct{}
+	mu    sync.Mutex
+	log   strings.Builder
+}
+
+// startChild starts spec's scenario and follows its output.
+func startChild(ctx context.Context, t *testing.T, spec childSpec) *child {
+	t.Helper()
+	c := &child{cmd: childCommand(ctx, t, spec), ready: make(chan bool, 2), done: make(chan struct{})}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = c.cmd.Stdout
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.log.WriteString(sc.Text() + "\n")
+			c.mu.Unlock()
+			if sc.Text() == readyLine {
+				c.ready <- true
+			}
+		}
+		c.ready <- false
+	}()
+	return c
+}
+
+func (c *child) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.log.String()
+}
+
+// wait waits for the child to end and its output to be read.
+func (c *child) wait() error {
+	<-c.done
+	return c.cmd.Wait()
+}
+
+// runChild runs this test again inside spec's node namespace and fails with its output
+// when it fails; its output (the measured figures) is logged either way.
+func runChild(t *testing.T, spec childSpec) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := netns.NS(spec.NodeNS).Command(ctx, exe, "-test.run", "^TestWithRouters$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	cmd := childCommand(ctx, t, spec)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child %s in %s: %v; its output:\n%s", spec.Role, spec.NodeNS, err, out)
@@ -340,112 +402,15 @@ func kernelRoute(ctx context.Context, ns string, p netip.Prefix) (netns.Route, b
 	return netns.Route{}, false, nil
 }
 
-// routeMonitor timestamps kernel route changes in one namespace (`ip -tshort monitor`):
-// polling vtysh costs ~80 ms a call, the monitor is exact to the microsecond.
-type routeMonitor struct {
-	ns      string
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	added   map[netip.Prefix]time.Time
-	deleted map[netip.Prefix]time.Time
-}
-
-func startMonitor(t *testing.T, ns string) *routeMonitor {
+// startMonitor monitors the kernel routes of namespace ns until the test ends.
+func startMonitor(t *testing.T, ns string) *netns.RouteMonitor {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &routeMonitor{ns: ns, added: map[netip.Prefix]time.Time{}, deleted: map[netip.Prefix]time.Time{}}
-	m.cmd = exec.CommandContext(ctx, "ip", "-n", ns, "-tshort", "monitor", "route")
-	out, err := m.cmd.StdoutPipe()
+	m, err := netns.NS(ns).MonitorRoutes(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			m.parse(sc.Text())
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		_ = m.cmd.Wait()
-		<-done
-	})
-	// A probe route proves the monitor listens before the test relies on it.
-	probe := netip.MustParsePrefix("203.0.113.254/32")
-	if out, err := exec.Command("ip", "-n", ns, "route", "add", "unreachable", probe.String()).CombinedOutput(); err != nil {
-		t.Fatalf("probe route: %v: %s", err, out)
-	}
-	defer exec.Command("ip", "-n", ns, "route", "del", "unreachable", probe.String()).Run()
-	waitFor(t, 5*time.Second, "route monitor in "+ns, func() (string, bool) {
-		_, ok := m.addedAt(probe)
-		if !ok {
-			// Not listening yet when the probe went in: add it again (a replace of an
-			// identical route may send no event).
-			exec.Command("ip", "-n", ns, "route", "del", "unreachable", probe.String()).Run()
-			exec.Command("ip", "-n", ns, "route", "add", "unreachable", probe.String()).Run()
-		}
-		return "", ok
-	})
+	t.Cleanup(m.Stop)
 	return m
-}
-
-func (m *routeMonitor) parse(line string) {
-	if !strings.HasPrefix(line, "[") {
-		return
-	}
-	end := strings.Index(line, "]")
-	if end < 0 {
-		return
-	}
-	at, err := time.ParseInLocation("2006-01-02T15:04:05.000000", line[1:end], time.Local)
-	if err != nil {
-		return
-	}
-	f := strings.Fields(line[end+1:])
-	deleted := false
-	if len(f) > 0 && f[0] == "Deleted" {
-		deleted, f = true, f[1:]
-	}
-	if len(f) > 0 && (f[0] == "unreachable" || f[0] == "blackhole") {
-		f = f[1:]
-	}
-	if len(f) == 0 {
-		return
-	}
-	p, err := netip.ParsePrefix(f[0])
-	if err != nil {
-		a, err := netip.ParseAddr(f[0])
-		if err != nil {
-			return
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if deleted {
-		m.deleted[p] = at
-	} else if _, seen := m.added[p]; !seen {
-		m.added[p] = at
-	}
-}
-
-func (m *routeMonitor) addedAt(p netip.Prefix) (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	at, ok := m.added[p]
-	return at, ok
-}
-
-func (m *routeMonitor) deletedAt(p netip.Prefix) (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	at, ok := m.deleted[p]
-	return at, ok
 }
 
 // percentile returns the p-th percentile (0–100) of ds.
@@ -465,47 +430,19 @@ const readyLine = "BGP-TEST-READY"
 // route, stale, and forwarding; a restarted speaker that no longer advertises it makes
 // FRR drop it at End-of-RIB, long before the restart time.
 func testGracefulRestart(t *testing.T, crash, back childSpec) {
-	raw, err := json.Marshal(crash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := netns.NS(crash.NodeNS).Command(ctx, exe, "-test.run", "^TestWithRouters$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	c := startChild(ctx, t, crash)
+	if !<-c.ready {
+		_ = c.wait()
+		t.Fatalf("gr-crash child ended before it was ready:\n%s", c.output())
 	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log strings.Builder
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if sc.Text() == readyLine {
-				ready <- true
-			}
-		}
-		ready <- false
-	}()
-	if !<-ready {
-		_ = cmd.Wait()
-		t.Fatalf("gr-crash child ended before it was ready:\n%s", log.String())
-	}
+	mon := startMonitor(t, crash.FRR.NS)
 	killed := time.Now()
-	if err := cmd.Process.Kill(); err != nil {
+	if err := c.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	_ = c.wait()
 	t.Logf("killed the gr-crash child (SIGKILL) once FRR had its route")
 	p := grPrefix
 	took := waitFor(t, 10*time.Second, "FRR keeps "+p.String()+" as stale", func() (string, bool) {
@@ -519,5 +456,16 @@ func testGracefulRestart(t *testing.T, crash, back childSpec) {
 	runChild(t, back)
 	if since := time.Since(killed); since > 30*time.Second {
 		t.Errorf("the stale route went %v after the kill: the restart time, not End-of-RIB", since)
+	}
+	// The returned speaker withdrew grPrefix when it stopped, after grGone went: any
+	// earlier deletion is one the restart caused.
+	gone, ok := mon.DeletedAt(grGone)
+	if !ok {
+		t.Fatalf("the monitor saw no deletion of %s", grGone)
+	}
+	if at, deleted := mon.DeletedAt(grPrefix); deleted && at.Before(gone) {
+		t.Errorf("FRR's kernel deleted %s at %v, before the End-of-RIB (%v): the restart was not graceful", grPrefix, at, gone)
+	} else {
+		t.Logf("FIGURE graceful restart: FRR's kernel kept %s from the kill to the End-of-RIB (no deletion)", grPrefix)
 	}
 }
