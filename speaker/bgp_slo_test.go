@@ -4,10 +4,13 @@ package speaker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,9 +42,12 @@ const frrPassword, birdPassword = "frr-md5-s3cret", "bird-md5-s3cret"
 // nodes with its endpoints (ECMP over exactly those in FRR's kernel table), the client
 // behind FRR reaches both and the Local one's pod sees the client's address; a peer whose
 // password Secret is missing gets no session and an Event until the Secret appears; a
-// SIGKILLed speaker's next hop leaves FRR's kernel route within 1 s (its socket closes;
-// graceful restart off), a SIGSTOPped one's within the hold time (3 s) + 1 s, and a
-// SIGTERMed one's leaves BIRD within 1 s with GRACEFUL_SHUTDOWN seen first.
+// wrong password shows as AuthMismatchLikely in every node's entry of BGPPeer.status and
+// restarts none of the other sessions; Service status → route in the routers' kernels is
+// timed over 100 Services; a SIGKILLed speaker's next hop leaves FRR's kernel route within
+// 1 s (its socket closes; graceful restart off), a SIGSTOPped or nft-partitioned one's
+// within the hold time (3 s) + 1 s, and a SIGTERMed one's leaves BIRD within 1 s with
+// GRACEFUL_SHUTDOWN seen first.
 func TestBGPSpeakersSLO(t *testing.T) {
 	w := startWorld(t, worldOptions{nodes: 3, routers: true, kubeProxy: true})
 	ctx := t.Context()
@@ -146,6 +152,21 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		return fmt.Sprint(hosts), len(hosts) == len(w.nodes)
 	})
 
+	lab.Eventually(t, 10*time.Second, "BGPPeer frr's status: every node Established", func(ctx context.Context) (string, bool) {
+		var p v1alpha1.BGPPeer
+		if err := w.cr.Get(ctx, client.ObjectKey{Name: "frr"}, &p); err != nil {
+			return err.Error(), false
+		}
+		up := 0
+		for _, e := range p.Status.Nodes {
+			// node3 has no endpoint of the eTP=Local Service: it sends web's prefix alone.
+			if e.State == v1alpha1.SessionEstablished && e.Since != nil && e.PrefixesSent == map[bool]int32{true: 1, false: 2}[e.Node == w.nodes[2]] {
+				up++
+			}
+		}
+		return fmt.Sprintf("%+v", p.Status.Nodes), up == len(w.nodes) && p.Status.Established == int32(len(w.nodes))
+	})
+
 	t.Run("missing password Secret", func(t *testing.T) {
 		lab.Eventually(t, 30*time.Second, "a BGPPasswordMissing Event on bird6 from every node", func(ctx context.Context) (string, bool) {
 			evs, err := w.site.Client().CoreV1().Events("default").List(ctx, metav1.ListOptions{
@@ -169,6 +190,51 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			return seen, slices.Equal(hops, all6)
 		})
 		t.Logf("Secret created → %s at BIRD via every node over TCP-MD5 in %v (the speakers watch the Secrets)", webIP6, took.Round(time.Millisecond))
+	})
+
+	t.Run("wrong password: the status says so, the other sessions stay up", func(t *testing.T) {
+		others := []string{"frr", "frr6", "bird"}
+		sinceBefore := w.peerSince(t, others)
+		frrBefore := frrConnections(t, n.FRR)
+		var sec corev1.Secret
+		if err := w.cr.Get(ctx, client.ObjectKey{Namespace: "berth-system", Name: "bird-md5"}, &sec); err != nil {
+			t.Fatal(err)
+		}
+		sec.Data["password"] = []byte("not-" + birdPassword)
+		if err := w.cr.Update(ctx, &sec); err != nil {
+			t.Fatal(err)
+		}
+		took := lab.Eventually(t, 60*time.Second, "bird6's status: every node AuthMismatchLikely", func(ctx context.Context) (string, bool) {
+			var p v1alpha1.BGPPeer
+			if err := w.cr.Get(ctx, client.ObjectKey{Name: "bird6"}, &p); err != nil {
+				return err.Error(), false
+			}
+			bad := 0
+			for _, e := range p.Status.Nodes {
+				if e.State != v1alpha1.SessionEstablished && e.Reason == speaker.PeerReasonAuthMismatchLikely {
+					bad++
+				}
+			}
+			return fmt.Sprintf("%+v", p.Status.Nodes), bad == len(w.nodes) && p.Status.Established == 0
+		})
+		t.Logf("wrong password → AuthMismatchLikely on every node in %v", took.Round(time.Millisecond))
+		if hops, seen := bird6.nextHops(ctx, webIP6); len(hops) > 0 {
+			t.Errorf("BIRD keeps %s over sessions with the wrong password: %s", webIP6, seen)
+		}
+		sec.Data["password"] = []byte(birdPassword)
+		if err := w.cr.Update(ctx, &sec); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, 60*time.Second, "BIRD: "+webIP6.String()+" via every node with the right password again", func(ctx context.Context) (string, bool) {
+			hops, seen := bird6.nextHops(ctx, webIP6)
+			return seen, slices.Equal(hops, all6)
+		})
+		if after := w.peerSince(t, others); !maps.Equal(after, sinceBefore) {
+			t.Errorf("sessions of the other peers restarted: established since %v, before %v", after, sinceBefore)
+		}
+		if after := frrConnections(t, n.FRR); !maps.Equal(after, frrBefore) {
+			t.Errorf("FRR counts new connections from the nodes: %v, before %v", after, frrBefore)
+		}
 	})
 
 	t.Run("eTP=Local", func(t *testing.T) {
@@ -211,6 +277,45 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		}
 	})
 
+	t.Run("status → route latency", func(t *testing.T) {
+		// T0 is when this test's watch sees the ingress: the speakers watch the same way.
+		frrMon, birdMon := monitorRoutes(t, n.FRR.NS()), monitorRoutes(t, n.BIRD.NS())
+		seen := watchIngress(t, w, "berth.test/latency")
+		var toFRR, toBIRD []time.Duration
+		for i := range 100 {
+			name := fmt.Sprintf("lat-%03d", i)
+			w.create(&corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name, Labels: map[string]string{"berth.test/latency": ""},
+					Annotations: map[string]string{"berth.dev/pool": "bgp"}},
+				Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "web"},
+					IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol},
+					Ports:      []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+			})
+			var t0 time.Time
+			var p netip.Prefix
+			lab.Eventually(t, 10*time.Second, name+"'s route in FRR's and BIRD's kernels", func(ctx context.Context) (string, bool) {
+				at, ip, ok := seen(name)
+				if !ok {
+					return "no ingress yet", false
+				}
+				t0, p = at, netip.PrefixFrom(ip, 32)
+				_, f := frrMon.AddedAt(p)
+				_, b := birdMon.AddedAt(p)
+				return fmt.Sprintf("%s: FRR %t BIRD %t", p, f, b), f && b
+			})
+			f, _ := frrMon.AddedAt(p)
+			b, _ := birdMon.AddedAt(p)
+			toFRR, toBIRD = append(toFRR, f.Sub(t0)), append(toBIRD, b.Sub(t0))
+		}
+		stats(t, "Service status → route in FRR's kernel table, 100 Services", toFRR, 150*time.Millisecond)
+		stats(t, "Service status → route in BIRD's kernel table, 100 Services", toBIRD, 50*time.Millisecond)
+		for i := range 100 {
+			if err := w.site.Client().CoreV1().Services("demo").Delete(ctx, fmt.Sprintf("lat-%03d", i), metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("SIGKILL withdraws the next hop", func(t *testing.T) {
 		var samples []time.Duration
 		frr := frrKernel{n.FRR}
@@ -238,7 +343,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		stats(t, "SIGKILL → next hop gone from FRR's kernel route", samples, time.Second)
 	})
 
-	t.Run("SIGSTOP: the hold timer withdraws", func(t *testing.T) {
+	t.Run("SIGSTOP or a partition: the hold timer withdraws", func(t *testing.T) {
 		// A frozen speaker keeps its socket open: only the hold time (3 s here) tells.
 		var peer v1alpha1.BGPPeer
 		if err := w.cr.Get(ctx, client.ObjectKey{Name: "frr"}, &peer); err != nil {
@@ -273,6 +378,39 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			}
 		}
 		stats(t, "SIGSTOP → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
+
+		// A partition: the node drops everything from and to FRR's address; the session's
+		// socket stays open on both sides until the hold timer.
+		samples = nil
+		for i, node := range w.site.Nodes() {
+			gone := node.Addr4
+			lab.Eventually(t, 30*time.Second, fmt.Sprintf("partition %d: FRR's kernel route via every node", i), func(ctx context.Context) (string, bool) {
+				hops, seen := frr.nextHops(ctx, webIP)
+				return seen, slices.Equal(hops, all)
+			})
+			var faults []netns.Fault
+			for _, match := range []string{"ip saddr " + n.FRRHost.Addr4.String(), "ip daddr " + n.FRRHost.Addr4.String()} {
+				f, err := node.NS.Drop(ctx, match)
+				if err != nil {
+					t.Fatal(err)
+				}
+				faults = append(faults, f)
+			}
+			cut := time.Now()
+			var took time.Duration
+			lab.Eventually(t, 15*time.Second, fmt.Sprintf("partition %d: %s leaves FRR's route", i, gone), func(ctx context.Context) (string, bool) {
+				hops, seen := frr.nextHops(ctx, webIP)
+				took = time.Since(cut)
+				return seen, len(hops) == len(all)-1 && !slices.Contains(hops, gone)
+			})
+			samples = append(samples, took)
+			for _, f := range faults {
+				if err := f.Remove(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		stats(t, "nft partition from FRR → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
 	})
 
 	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
@@ -318,6 +456,102 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		}
 		stats(t, "SIGTERM → path gone from BIRD, GRACEFUL_SHUTDOWN first", samples, time.Second)
 	})
+}
+
+// peerSince reads when each named BGPPeer's session of each node came up.
+func (w *world) peerSince(t *testing.T, peers []string) map[string]time.Time {
+	t.Helper()
+	out := map[string]time.Time{}
+	for _, name := range peers {
+		var p v1alpha1.BGPPeer
+		if err := w.cr.Get(t.Context(), client.ObjectKey{Name: name}, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Status.Nodes {
+			if e.State != v1alpha1.SessionEstablished || e.Since == nil {
+				t.Fatalf("BGPPeer %s: node %s is %s", name, e.Node, e.State)
+			}
+			out[name+"/"+e.Node] = e.Since.Time
+		}
+	}
+	return out
+}
+
+// frrConnections reads how many times each of FRR's neighbours has been established.
+func frrConnections(t *testing.T, frr *router.FRR) map[string]int {
+	t.Helper()
+	out, err := frr.VTYSH(t.Context(), "show bgp neighbors json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nbs map[string]struct {
+		ConnectionsEstablished int `json:"connectionsEstablished"`
+	}
+	if err := json.Unmarshal(out, &nbs); err != nil {
+		t.Fatalf("show bgp neighbors json: %v", err)
+	}
+	counts := map[string]int{}
+	for addr, nb := range nbs {
+		counts[addr] = nb.ConnectionsEstablished
+	}
+	return counts
+}
+
+// monitorRoutes timestamps the kernel routes of ns until the test ends.
+func monitorRoutes(t *testing.T, ns netns.NS) *netns.RouteMonitor {
+	t.Helper()
+	m, err := ns.MonitorRoutes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// watchIngress watches the demo Services with label and returns a function that tells
+// when this test first saw a Service's ingress, and its first IP.
+func watchIngress(t *testing.T, w *world, label string) func(name string) (time.Time, netip.Addr, bool) {
+	t.Helper()
+	wi, err := w.site.Client().CoreV1().Services("demo").Watch(t.Context(), metav1.ListOptions{LabelSelector: label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		at time.Time
+		ip netip.Addr
+	}
+	var mu sync.Mutex
+	first := map[string]seen{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range wi.ResultChan() {
+			svc, ok := ev.Object.(*corev1.Service)
+			if !ok || len(svc.Status.LoadBalancer.Ingress) == 0 {
+				continue
+			}
+			at := time.Now()
+			ip, err := netip.ParseAddr(svc.Status.LoadBalancer.Ingress[0].IP)
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			if _, ok := first[svc.Name]; !ok {
+				first[svc.Name] = seen{at, ip}
+			}
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		wi.Stop()
+		<-done
+	})
+	return func(name string) (time.Time, netip.Addr, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		s, ok := first[name]
+		return s.at, s.ip, ok
+	}
 }
 
 // bgpService creates a Service on the BGP pool.
