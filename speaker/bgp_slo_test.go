@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -345,14 +346,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 
 	t.Run("SIGSTOP or a partition: the hold timer withdraws", func(t *testing.T) {
 		// A frozen speaker keeps its socket open: only the hold time (3 s here) tells.
-		var peer v1alpha1.BGPPeer
-		if err := w.cr.Get(ctx, client.ObjectKey{Name: "frr"}, &peer); err != nil {
-			t.Fatal(err)
-		}
-		peer.Spec.HoldTime = &metav1.Duration{Duration: 3 * time.Second}
-		if err := w.cr.Update(ctx, &peer); err != nil {
-			t.Fatal(err)
-		}
+		w.updatePeer(t, "frr", func(p *v1alpha1.BGPPeer) { p.Spec.HoldTime = &metav1.Duration{Duration: 3 * time.Second} })
 		var samples []time.Duration
 		frr := frrKernel{n.FRR}
 		for i := range 3 {
@@ -456,6 +450,89 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		}
 		stats(t, "SIGTERM → path gone from BIRD, GRACEFUL_SHUTDOWN first", samples, time.Second)
 	})
+
+	t.Run("graceful restart: a restarted speaker's next hop never leaves", func(t *testing.T) {
+		w.updatePeer(t, "frr", func(p *v1alpha1.BGPPeer) {
+			p.Spec.GracefulRestart = &v1alpha1.GracefulRestart{Enabled: true, RestartTime: &metav1.Duration{Duration: 30 * time.Second}}
+		})
+		frr := frrKernel{n.FRR}
+		victim := w.nodes[0]
+		kept := nodeAddr[victim]
+		// The lab's FRR has graceful restart off; this neighbour gets helper mode, which
+		// the session the BGPPeer change restarts picks up.
+		if _, err := n.FRR.VTYSH(ctx, "configure terminal", "router bgp "+fmt.Sprint(n.FRR.ASN()),
+			"neighbor "+kept.String()+" graceful-restart-helper"); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, 30*time.Second, "FRR's kernel route via every node, FRR a graceful restart helper of "+kept.String(), func(ctx context.Context) (string, bool) {
+			hops, seen := frr.nextHops(ctx, webIP)
+			if !slices.Equal(hops, all) {
+				return seen, false
+			}
+			local, remote, err := frrGracefulRestart(ctx, n.FRR, kept)
+			return fmt.Sprintf("FRR's graceful restart mode with %s: local %q, remote %q %v", kept, local, remote, err),
+				strings.HasPrefix(local, "Helper") && remote == "Restart"
+		})
+		before := frrConnections(t, n.FRR)[kept.String()]
+		// Watch the kernel route every 10 ms through the kill, the restart and the
+		// End-of-RIB; without graceful restart the next hop went within ~90 ms.
+		watch, stopWatch := context.WithCancel(ctx)
+		missing := make(chan string, 1)
+		watched := make(chan int)
+		go func() {
+			polls := 0
+			defer func() { watched <- polls }()
+			for watch.Err() == nil {
+				if hops, seen := frr.nextHops(watch, webIP); watch.Err() == nil && !slices.Contains(hops, kept) {
+					select {
+					case missing <- fmt.Sprintf("%s at %s: %s", kept, time.Now().Format("15:04:05.000"), seen):
+					default:
+					}
+				}
+				polls++
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		if err := w.speakers[victim].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		w.startSpeaker(victim)
+		lab.Eventually(t, 30*time.Second, "the restarted speaker's session with FRR", func(ctx context.Context) (string, bool) {
+			now := frrConnections(t, n.FRR)[kept.String()]
+			return fmt.Sprintf("connections %d, before %d", now, before), now > before
+		})
+		up := time.Since(killed)
+		time.Sleep(3 * time.Second) // the End-of-RIB and FRR's processing of it; the watch goes on
+		stopWatch()
+		polls := <-watched
+		select {
+		case m := <-missing:
+			t.Errorf("FRR's kernel route lost the restarted node's next hop: %s", m)
+		default:
+			t.Logf("graceful restart: SIGKILL, restart, session back %v later; FRR's kernel route kept %s throughout (%d polls)", up.Round(time.Millisecond), kept, polls)
+		}
+		if polls < 100 {
+			t.Errorf("only %d polls of FRR's kernel route: too few to tell", polls)
+		}
+	})
+}
+
+// updatePeer changes a BGPPeer's spec, again on a conflict: the speakers and the
+// controller write its status all the time.
+func (w *world) updatePeer(t *testing.T, name string, change func(*v1alpha1.BGPPeer)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var p v1alpha1.BGPPeer
+		if err := w.cr.Get(t.Context(), client.ObjectKey{Name: name}, &p); err != nil {
+			return err
+		}
+		change(&p)
+		return w.cr.Update(t.Context(), &p)
+	})
+	if err != nil {
+		t.Fatalf("update BGPPeer %s: %v", name, err)
+	}
 }
 
 // peerSince reads when each named BGPPeer's session of each node came up.
@@ -495,6 +572,27 @@ func frrConnections(t *testing.T, frr *router.FRR) map[string]int {
 		counts[addr] = nb.ConnectionsEstablished
 	}
 	return counts
+}
+
+// frrGracefulRestart reads FRR's graceful restart modes on its session with a: its own
+// ("Helper", "Disable"…, a * when inherited) and the node's ("Restart" when it
+// advertises the capability).
+func frrGracefulRestart(ctx context.Context, frr *router.FRR, a netip.Addr) (local, remote string, err error) {
+	out, err := frr.VTYSH(ctx, "show bgp neighbors "+a.String()+" json")
+	if err != nil {
+		return "", "", err
+	}
+	var nbs map[string]struct {
+		GR struct {
+			Local  string `json:"localGrMode"`
+			Remote string `json:"remoteGrMode"`
+		} `json:"gracefulRestartInfo"`
+	}
+	if err := json.Unmarshal(out, &nbs); err != nil {
+		return "", "", fmt.Errorf("show bgp neighbors %s json: %w", a, err)
+	}
+	gr := nbs[a.String()].GR
+	return gr.Local, gr.Remote, nil
 }
 
 // monitorRoutes timestamps the kernel routes of ns until the test ends.

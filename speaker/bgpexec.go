@@ -121,10 +121,10 @@ func BGPPaths(d Decisions) []bgp.Path {
 const bgpRetry = 10 * time.Second
 
 // followBGP hands the BGP executor the peers and paths on every change of the decisions,
-// the config, this Node or a Secret in berth's namespace: SetPeers, then SetPaths, so that
-// a path finds its new peer. A reconcile that failed is tried again after bgpRetry. On
-// ctx's end it returns and leaves the executor as it is: the caller shuts it down
-// gracefully (cmd/berth-speaker).
+// the config, this Node or a Secret in berth's namespace, once the decisions are synced:
+// SetPeers, then SetPaths, so that a path finds its new peer. A reconcile that failed is
+// tried again after bgpRetry. On ctx's end it returns and leaves the executor as it is:
+// the caller shuts it down gracefully (cmd/berth-speaker).
 func (s *Speaker) followBGP(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithName("bgp")
 	sub := s.Subscribe()
@@ -145,8 +145,12 @@ func (s *Speaker) followBGP(ctx context.Context) {
 	armed := false
 	for {
 		snap, self, ok := s.state.ConfigAndSelf()
+		d := s.state.Decisions()
 		failed := false
-		if ok {
+		// No session before the first full decision: a router that keeps this node's
+		// routes over a restart (graceful restart) drops whatever the End-of-RIB, sent
+		// right after the session's first UPDATEs, did not repeat.
+		if ok && d.Synced {
 			if gen := s.secretGen.Load(); !read || snap != lastSnap || !sameLabels(self, lastSelf) || gen != lastSecretGen {
 				pw.read(ctx, snap, self)
 				read, lastSnap, lastSelf, lastSecretGen = true, snap, self, gen
@@ -160,7 +164,7 @@ func (s *Speaker) followBGP(ctx context.Context) {
 				lastPeers, peersOK = peers, err == nil
 				failed = failed || err != nil
 			}
-			paths := BGPPaths(s.state.Decisions())
+			paths := BGPPaths(d)
 			if !pathsOK || !slices.EqualFunc(paths, lastPaths, samePath) {
 				err := s.opts.BGP.SetPaths(ctx, paths)
 				if err != nil {
