@@ -1,0 +1,329 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is berth's table, family inet.
+const TableName = "berth"
+
+// rawPriority runs the front door before conntrack (-200) and before kube-proxy's
+// chains (-110 and later), so a dropped packet leaves no trace in either.
+const rawPriority = -300
+
+// Names inside the table.
+const (
+	chainPrerouting = "prerouting"
+	chainDoor4      = "door4"
+	chainDoor6      = "door6"
+	setIPs4         = "lb-ips4"
+	setIPs6         = "lb-ips6"
+	setOpen4        = "open4"
+	setOpen6        = "open6"
+)
+
+// ICMP types that pass a closed door: errors (unreachable, time exceeded, parameter
+// problem; for IPv6 also packet too big) and IPv6 neighbour discovery.
+var (
+	icmp4Pass = []byte{3, 11, 12}
+	icmp6Pass = []byte{1, 2, 3, 4, 133, 134, 135, 136, 137}
+)
+
+// socketBuffer sizes the netlink socket: one batch carries an acknowledgement request per
+// object, and the default 208 KiB overflows at a few hundred rules or elements.
+const socketBuffer = 16 << 20
+
+// elementsPerMessage bounds the elements in one netlink message: their list is one
+// attribute, whose length is 16 bits, and 2,000 IPv6 keys overflowed it (the kernel kept
+// 179). Several messages still go in the one batch.
+const elementsPerMessage = 500
+
+// Status is what the table holds, read back from the kernel.
+type Status struct {
+	// Present says the table exists.
+	Present bool
+	// IPs and Open count the elements of the address and port sets.
+	IPs, Open int
+	// Rules counts the rules of berth's chains.
+	Rules int
+}
+
+// Table is berth's table in the network namespace of the calling process. Apply and
+// Remove may be called from any goroutine.
+type Table struct {
+	mu   sync.Mutex
+	last *normalized // last state applied; nil before the first Apply or after Remove
+}
+
+// NewTable returns a Table; it changes nothing until Apply.
+func NewTable() *Table { return &Table{} }
+
+func dial() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.WithSockOptions(func(nc *netlink.Conn) error {
+		if err := nc.SetReadBuffer(socketBuffer); err != nil {
+			return err
+		}
+		return nc.SetWriteBuffer(socketBuffer)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("datapath: netlink: %w", err)
+	}
+	return c, nil
+}
+
+var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+
+// Apply makes the table exactly d, in one batch, and reads it back.
+func (t *Table) Apply(ctx context.Context, d Desired) (Status, error) {
+	n, err := normalize(d)
+	if err != nil {
+		return Status{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := apply(n); err != nil {
+		t.last = nil // the next Run tick tries again only after a new Apply
+		return Status{}, err
+	}
+	t.last = &n
+	return read()
+}
+
+// Remove deletes the table; a missing table is no error.
+func (t *Table) Remove(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.last = nil
+	c, err := dial()
+	if err != nil {
+		return err
+	}
+	c.AddTable(table) // so that the delete finds one
+	c.DelTable(table)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("datapath: delete table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Status reads the table back.
+func (t *Table) Status() (Status, error) { return read() }
+
+// Run checks the table every interval and applies the last state again when the kernel
+// holds something else (a rule or element deleted by hand, the table flushed). repaired
+// is told of each repair. It returns when ctx ends.
+func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(error)) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.mu.Lock()
+		if t.last != nil {
+			st, err := read()
+			if want := expected(*t.last); err != nil || st != want {
+				err := apply(*t.last)
+				if repaired != nil {
+					repaired(errors.Join(err, fmt.Errorf("found %+v, want %+v", st, want)))
+				}
+			}
+		}
+		t.mu.Unlock()
+	}
+}
+
+// expected is the Status a table built from n reads back as.
+func expected(n normalized) Status {
+	return Status{Present: true, IPs: len(n.ips4) + len(n.ips6), Open: len(n.open4) + len(n.open6), Rules: 2 + 2*2 + len(icmp4Pass) + len(icmp6Pass)}
+}
+
+func apply(n normalized) error {
+	c, err := dial()
+	if err != nil {
+		return err
+	}
+	if err := build(c, n); err != nil {
+		return err // the batch is dropped unsent
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("datapath: apply table %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// build queues the whole table on c: added, deleted and added again (so the delete never
+// fails on a missing table), then its sets, chains and rules.
+func build(c *nftables.Conn, n normalized) error {
+	c.AddTable(table)
+	c.DelTable(table)
+	c.AddTable(table)
+
+	ips4 := &nftables.Set{Table: table, Name: setIPs4, KeyType: nftables.TypeIPAddr}
+	ips6 := &nftables.Set{Table: table, Name: setIPs6, KeyType: nftables.TypeIP6Addr}
+	open4 := &nftables.Set{Table: table, Name: setOpen4, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
+	open6 := &nftables.Set{Table: table, Name: setOpen6, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)}
+	for _, s := range []struct {
+		set   *nftables.Set
+		elems []nftables.SetElement
+	}{
+		{ips4, addrElements(n.ips4)}, {ips6, addrElements(n.ips6)},
+		{open4, frontendElements(n.open4)}, {open6, frontendElements(n.open6)},
+	} {
+		if err := c.AddSet(s.set, nil); err != nil {
+			return fmt.Errorf("datapath: set %s: %w", s.set.Name, err)
+		}
+		for elems := range slices.Chunk(s.elems, elementsPerMessage) {
+			if err := c.SetAddElements(s.set, elems); err != nil {
+				return fmt.Errorf("datapath: elements of %s: %w", s.set.Name, err)
+			}
+		}
+	}
+
+	policy := nftables.ChainPolicyAccept
+	pre := c.AddChain(&nftables.Chain{Name: chainPrerouting, Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(rawPriority), Policy: &policy})
+	door4 := c.AddChain(&nftables.Chain{Name: chainDoor4, Table: table})
+	door6 := c.AddChain(&nftables.Chain{Name: chainDoor6, Table: table})
+
+	// prerouting: to an LB IP → its family's door.
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: concat(
+		nfproto(unix.NFPROTO_IPV4),
+		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}},
+		lookup(ips4, 1),
+		[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chainDoor4}})})
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: concat(
+		nfproto(unix.NFPROTO_IPV6),
+		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}},
+		lookup(ips6, 1),
+		[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chainDoor6}})})
+
+	// The doors: ICMP that must pass, the open ports, then drop.
+	for _, d := range []struct {
+		chain  *nftables.Chain
+		icmp   byte
+		types  []byte
+		set    *nftables.Set
+		daddr  expr.Payload
+		l4Reg  uint32
+		prtReg uint32
+	}{
+		{door4, unix.IPPROTO_ICMP, icmp4Pass, open4,
+			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, 9, 10},
+		{door6, unix.IPPROTO_ICMPV6, icmp6Pass, open6,
+			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, 12, 13},
+	} {
+		for _, typ := range d.types {
+			c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{d.icmp}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{typ}},
+				&expr.Verdict{Kind: expr.VerdictAccept},
+			}})
+		}
+		daddr := d.daddr
+		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: concat(
+			[]expr.Any{
+				&daddr,
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: d.l4Reg},
+				&expr.Payload{DestRegister: d.prtReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			},
+			lookup(d.set, 1),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
+		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
+			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	return nil
+}
+
+func nfproto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+func lookup(s *nftables.Set, reg uint32) []expr.Any {
+	return []expr.Any{&expr.Lookup{SourceRegister: reg, SetName: s.Name, SetID: s.ID}}
+}
+
+func concat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func addrElements[A interface{ AsSlice() []byte }](as []A) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(as))
+	for i, a := range as {
+		out[i] = nftables.SetElement{Key: a.AsSlice()}
+	}
+	return out
+}
+
+func frontendElements(fs []Frontend) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(fs))
+	for i, f := range fs {
+		out[i] = nftables.SetElement{Key: frontendKey(f)}
+	}
+	return out
+}
+
+// read counts what the kernel holds of berth's table.
+func read() (Status, error) {
+	c, err := dial()
+	if err != nil {
+		return Status{}, err
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return Status{}, fmt.Errorf("datapath: list tables: %w", err)
+	}
+	var st Status
+	for _, tb := range tables {
+		st.Present = st.Present || tb.Name == TableName
+	}
+	if !st.Present {
+		return st, nil
+	}
+	for _, name := range []string{chainPrerouting, chainDoor4, chainDoor6} {
+		rules, err := c.GetRules(table, &nftables.Chain{Name: name, Table: table})
+		if err != nil {
+			return st, fmt.Errorf("datapath: rules of %s: %w", name, err)
+		}
+		st.Rules += len(rules)
+	}
+	for _, s := range []struct {
+		name string
+		n    *int
+	}{{setIPs4, &st.IPs}, {setIPs6, &st.IPs}, {setOpen4, &st.Open}, {setOpen6, &st.Open}} {
+		set, err := c.GetSetByName(table, s.name)
+		if err != nil {
+			return st, fmt.Errorf("datapath: set %s: %w", s.name, err)
+		}
+		elems, err := c.GetSetElements(set)
+		if err != nil {
+			return st, fmt.Errorf("datapath: elements of %s: %w", s.name, err)
+		}
+		*s.n += len(elems)
+	}
+	return st, nil
+}
