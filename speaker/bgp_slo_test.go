@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,6 +276,46 @@ func TestBGPSpeakersSLO(t *testing.T) {
 					t.Errorf("eTP=Local %s: the pod saw client %s, want %s", ip, rep.Client.Addr(), want)
 				}
 			}
+		}
+	})
+
+	t.Run("front door: a closed port is dropped at the node, crossing FRR once", func(t *testing.T) {
+		// Count what FRR forwards to web's port 22: without the door the node would route
+		// the SYN (to an address it does not hold) back to FRR until its TTL ran out.
+		frrNS := n.FRRHost.NS
+		nft := func(ns netns.NS, cmd string) string {
+			t.Helper()
+			out, err := ns.Output(ctx, "nft", cmd)
+			if err != nil {
+				t.Fatalf("nft %s: %v: %s", cmd, err, out)
+			}
+			return string(out)
+		}
+		nft(frrNS, "add table inet berthtest")
+		t.Cleanup(func() { _, _ = frrNS.Output(context.Background(), "nft", "delete table inet berthtest") })
+		nft(frrNS, "add chain inet berthtest forwarded { type filter hook forward priority 0 ; }")
+		nft(frrNS, "add rule inet berthtest forwarded ip daddr "+webIP.String()+" tcp dport 22 counter")
+		doors := func() (total uint64) {
+			for _, node := range w.site.Nodes() {
+				total += counterOf(nft(node.NS, "list chain inet berth door4"), "drop")
+			}
+			return total
+		}
+		before := doors()
+		if !slices.Contains(frrKernelHops(ctx, n.FRR, webIP), nodeAddr[w.nodes[0]]) {
+			t.Fatalf("FRR has no route to %s", webIP)
+		}
+		askCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond) // one SYN: TCP retries after 1 s
+		_, err := echo.Ask(askCtx, n.Client.NS, "tcp", netip.AddrPortFrom(webIP, 22))
+		cancel()
+		if err == nil {
+			t.Fatalf("client reached %s:22", webIP)
+		}
+		forwarded := counterOf(nft(frrNS, "list chain inet berthtest forwarded"), "counter")
+		dropped := doors() - before
+		t.Logf("SYN to %s:22: FRR forwarded it %d time(s); the nodes' front doors dropped %d", webIP, forwarded, dropped)
+		if forwarded != 1 || dropped != 1 {
+			t.Errorf("FRR forwarded the SYN %d times, the doors dropped %d; want 1 and 1", forwarded, dropped)
 		}
 	})
 
@@ -572,6 +613,26 @@ func frrConnections(t *testing.T, frr *router.FRR) map[string]int {
 		counts[addr] = nb.ConnectionsEstablished
 	}
 	return counts
+}
+
+// counterOf reads the packets of the first counter on a line of nft's listing that
+// contains word.
+func counterOf(listing, word string) uint64 {
+	for _, line := range strings.Split(listing, "\n") {
+		f := strings.Fields(line)
+		for i := range f {
+			if f[i] == "packets" && i+1 < len(f) && strings.Contains(line, word) {
+				n, _ := strconv.ParseUint(f[i+1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func frrKernelHops(ctx context.Context, frr *router.FRR, ip netip.Addr) []netip.Addr {
+	hops, _ := frrKernel{frr}.nextHops(ctx, ip)
+	return hops
 }
 
 // frrGracefulRestart reads FRR's graceful restart modes on its session with a: its own

@@ -135,6 +135,8 @@ type L2Decision struct {
 type ServiceDecision struct {
 	Namespace, Name string
 	IPs             []IPDecision
+	// Ports are the Service's ports, which the front door leaves open on its IPs.
+	Ports []Port
 }
 
 // Cluster is the part of the decision shared by all Services, computed once per change of
@@ -250,7 +252,7 @@ func (c *Cluster) Version() uint32 { return c.version }
 func (c *Cluster) Decide(svcs []Service) []ServiceDecision {
 	out := make([]ServiceDecision, len(svcs))
 	for i := range svcs {
-		out[i] = ServiceDecision{Namespace: svcs[i].Namespace, Name: svcs[i].Name, IPs: c.DecideService(&svcs[i])}
+		out[i] = ServiceDecision{Namespace: svcs[i].Namespace, Name: svcs[i].Name, IPs: c.DecideService(&svcs[i]), Ports: svcs[i].Ports}
 	}
 	return out
 }

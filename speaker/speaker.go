@@ -63,6 +63,8 @@ type Options struct {
 	Recorder record.EventRecorder
 	// BGP holds the sessions and advertises the paths this node announces; nil: decide only.
 	BGP BGPExecutor
+	// FrontDoor drops traffic to the LB IPs but for their Service ports; nil: none.
+	FrontDoor FrontDoorExecutor
 	// Namespace is berth's namespace, where the BGP peers' password Secrets live.
 	Namespace string
 }
@@ -203,6 +205,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if s.opts.L2 != nil {
 		wg.Go(func() { s.watchFreeze(ctx) })
 		wg.Go(func() { s.followL2(ctx) })
+	}
+	if s.opts.FrontDoor != nil {
+		wg.Go(func() { s.followFrontDoor(ctx) })
 	}
 	if s.opts.BGP != nil {
 		wg.Go(func() { s.followBGP(ctx) })

@@ -196,7 +196,7 @@ func (s *State) promoteLocked() bool {
 			}
 		}
 		if ips != nil {
-			s.replaceLocked(key, ServiceDecision{Namespace: sd.Namespace, Name: sd.Name, IPs: ips})
+			s.replaceLocked(key, ServiceDecision{Namespace: sd.Namespace, Name: sd.Name, IPs: ips, Ports: sd.Ports})
 			changed = true
 		}
 	}
@@ -264,7 +264,7 @@ func (s *State) pass() {
 			decided[k] = nil
 			continue
 		}
-		decided[k] = &ServiceDecision{Namespace: svc.Namespace, Name: svc.Name, IPs: cluster.DecideService(&svc)}
+		decided[k] = &ServiceDecision{Namespace: svc.Namespace, Name: svc.Name, IPs: cluster.DecideService(&svc), Ports: svc.Ports}
 	}
 
 	s.mu.Lock()
@@ -333,7 +333,7 @@ func (s *State) count(sd ServiceDecision, delta int) {
 }
 
 func sameDecision(a, b ServiceDecision) bool {
-	return slices.EqualFunc(a.IPs, b.IPs, func(x, y IPDecision) bool {
+	return slices.Equal(a.Ports, b.Ports) && slices.EqualFunc(a.IPs, b.IPs, func(x, y IPDecision) bool {
 		return x.IP == y.IP && x.Pool == y.Pool &&
 			x.L2.Announce == y.L2.Announce && x.L2.Reason == y.L2.Reason && x.L2.Owner == y.L2.Owner &&
 			x.L2.Next == y.L2.Next && slices.Equal(x.L2.Interfaces, y.L2.Interfaces) &&

@@ -38,6 +38,7 @@ import (
 	"github.com/berthlb/berth/bgp"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
+	"github.com/berthlb/berth/datapath"
 	"github.com/berthlb/berth/l2"
 	"github.com/berthlb/berth/speaker"
 	"github.com/berthlb/berth/speaker/membership"
@@ -62,7 +63,11 @@ type options struct {
 	handoverGrace  time.Duration
 	reportInterval time.Duration
 	bgpListenPort  int
+	frontDoor      bool
 }
+
+// frontDoorCheck is how often the front door's table is read back and repaired.
+const frontDoorCheck = 5 * time.Second
 
 // gcPercent is the speaker's GOGC unless the environment sets one. It runs on every node
 // and its heap is mostly long-lived caches (Services, EndpointSlices, decisions): Go's
@@ -97,6 +102,7 @@ func main() {
 	fs.StringVar(&o.healthAddr, "health-bind-address", ":10352", "address of /metrics, /healthz, /readyz and /decisions; empty turns them off")
 	fs.StringVar(&o.decisionsSock, "decisions-socket", "", "unix socket also serving the read-only /decisions; empty: none")
 	fs.DurationVar(&o.reportInterval, "report-interval", time.Second, "least time between writes of this node's NodeAnnouncement")
+	fs.BoolVar(&o.frontDoor, "front-door", true, "drop traffic to LB IPs but for their Service ports, ICMP errors and neighbour discovery (nftables table inet berth)")
 	fs.IntVar(&o.bgpListenPort, "bgp-listen-port", -1, "TCP port to accept BGP sessions on (179 lets routers open them); -1: do not listen, this node dials every peer")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	klog.InitFlags(fs)
@@ -208,12 +214,24 @@ func run(ctx context.Context, o options) error {
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kc.CoreV1().Events("")})
 	defer events.Shutdown()
-	sp = speaker.New(speaker.Options{
+	opts := speaker.Options{
 		Node: o.nodeName, Classes: o.classes, Client: kc, Cache: cache, CRClient: crc,
 		Members: speaker.Memberlist(list), Interfaces: speaker.UsableInterfaces,
 		ReportInterval: o.reportInterval, Metrics: metrics, L2: announcer, BGP: bgpServer, Namespace: o.namespace,
 		Recorder: events.NewRecorder(scheme, corev1.EventSource{Component: "berth-speaker", Host: o.nodeName}),
-	})
+	}
+	if o.frontDoor {
+		door := datapath.NewTable()
+		opts.FrontDoor = door
+		go door.Run(ctx, frontDoorCheck, func(err error) { logger.Info("Front door repaired", "node", o.nodeName, "drift", err) })
+		// Deferred first, so it runs last: the door stays shut while the node leaves.
+		defer func() {
+			if err := door.Remove(context.WithoutCancel(ctx)); err != nil {
+				logger.Error(err, "Remove the front door")
+			}
+		}()
+	}
+	sp = speaker.New(opts)
 	// The announcer outlives ctx: on the way out this node leaves memberlist, the others
 	// take its IPs and announce them, and only then does it stop answering.
 	annCtx, stopAnnouncer := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,0 +1,85 @@
+package speaker
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/berthlb/berth/datapath"
+)
+
+// FrontDoorExecutor keeps the closed front door: the datapath package's Table.
+type FrontDoorExecutor interface {
+	Apply(ctx context.Context, d datapath.Desired) (datapath.Status, error)
+}
+
+var protocols = map[string]datapath.Protocol{"TCP": datapath.TCP, "UDP": datapath.UDP, "SCTP": datapath.SCTP}
+
+// FrontDoor is the front door every node keeps: each IP of each Service berth handles is
+// closed but for that Service's ports, whether or not this node announces it, so that a
+// node taking an IP over has its door in place already.
+func FrontDoor(d Decisions) datapath.Desired {
+	var out datapath.Desired
+	for _, sd := range d.Services {
+		for _, ip := range sd.IPs {
+			out.IPs = append(out.IPs, ip.IP)
+			for _, p := range sd.Ports {
+				if proto, ok := protocols[p.Protocol]; ok && p.Port != 0 {
+					out.Open = append(out.Open, datapath.Frontend{IP: ip.IP, Protocol: proto, Port: p.Port})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// frontDoorPause is the least time between two applies: a burst of changes becomes one.
+const frontDoorPause = 100 * time.Millisecond
+
+// followFrontDoor applies the front door on every change of the decisions, once they are
+// synced; a failed apply is tried again after bgpRetry.
+func (s *Speaker) followFrontDoor(ctx context.Context) {
+	logger := klog.FromContext(ctx).WithName("datapath")
+	sub := s.Subscribe()
+	var last *datapath.Desired
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	failing := false
+	for {
+		if d := s.state.Decisions(); d.Synced {
+			want := FrontDoor(d)
+			if last == nil || !slices.Equal(last.IPs, want.IPs) || !slices.Equal(last.Open, want.Open) {
+				st, err := s.opts.FrontDoor.Apply(ctx, want)
+				switch {
+				case err != nil:
+					if !failing {
+						logger.Error(err, "Apply the front door; retrying", "node", s.opts.Node, "ips", len(want.IPs))
+					}
+					failing = true
+					retry.Reset(bgpRetry)
+				default:
+					if failing {
+						logger.Info("Front door applied again", "node", s.opts.Node)
+					}
+					failing = false
+					last = &want
+					logger.V(2).Info("Front door applied", "ips", st.IPs, "open", st.Open)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub:
+		case <-retry.C:
+		}
+		select { // let a burst settle
+		case <-ctx.Done():
+			return
+		case <-time.After(frontDoorPause):
+		}
+	}
+}

@@ -1,0 +1,31 @@
+package speaker
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/berthlb/berth/datapath"
+)
+
+func TestFrontDoor(t *testing.T) {
+	a, a6, b := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:113::10"), netip.MustParseAddr("203.0.113.11")
+	d := Decisions{Services: []ServiceDecision{
+		{Name: "web", IPs: []IPDecision{{IP: a, L2: L2Decision{Announce: true}}, {IP: a6}},
+			Ports: []Port{{Protocol: "TCP", Port: 80}, {Protocol: "UDP", Port: 443}}},
+		// Not announced here, still closed: another node may hand it over.
+		{Name: "dns", IPs: []IPDecision{{IP: b}}, Ports: []Port{{Protocol: "SCTP", Port: 9}, {Protocol: "weird", Port: 1}}},
+	}}
+	want := datapath.Desired{
+		IPs: []netip.Addr{a, a6, b},
+		Open: []datapath.Frontend{
+			{IP: a, Protocol: datapath.TCP, Port: 80}, {IP: a, Protocol: datapath.UDP, Port: 443},
+			{IP: a6, Protocol: datapath.TCP, Port: 80}, {IP: a6, Protocol: datapath.UDP, Port: 443},
+			{IP: b, Protocol: datapath.SCTP, Port: 9},
+		},
+	}
+	if diff := cmp.Diff(want, FrontDoor(d), cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+		t.Errorf("FrontDoor (-want +got):\n%s", diff)
+	}
+}
