@@ -6,6 +6,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/big"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,8 @@ func WithOnChange(f func(*config.Snapshot)) Option { return func(w *Watcher) { w
 func WithClock(c clock.PassiveClock) Option { return func(w *Watcher) { w.clock = c } }
 
 // syncKey asks for a rebuild: Build always reads every object, so one pending sync covers
-// any number of events. usageKey asks only for the pools' status to be rewritten.
+// any number of events. usageKey asks only for the status to be rewritten (pool use, the
+// BGPPeers' count of established sessions).
 const (
 	syncKey  = "config"
 	usageKey = "usage"
@@ -119,6 +121,20 @@ func (w *Watcher) UsageChanged() {
 	}
 }
 
+// configChanged says whether an update can change what Build makes of the object: its
+// spec (the generation), labels (pool selectors) or deletion. Status writes cannot, and
+// rebuilding on each would re-decide every Service on every node whenever a speaker
+// reports a BGP session.
+func configChanged(old, cur any) bool {
+	o, ok1 := old.(client.Object)
+	c, ok2 := cur.(client.Object)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return o.GetGeneration() != c.GetGeneration() || !maps.Equal(o.GetLabels(), c.GetLabels()) ||
+		(o.GetDeletionTimestamp() == nil) != (c.GetDeletionTimestamp() == nil)
+}
+
 // usageDelay batches the status writes of a burst of allocations.
 const usageDelay = 200 * time.Millisecond
 
@@ -129,8 +145,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer w.queue.ShutDown()
 
 	kick := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { w.queue.Add(syncKey) },
-		UpdateFunc: func(any, any) { w.queue.Add(syncKey) },
+		AddFunc: func(any) { w.queue.Add(syncKey) },
+		UpdateFunc: func(old, cur any) {
+			switch {
+			case configChanged(old, cur):
+				w.queue.Add(syncKey)
+			case w.status != nil:
+				// A status write (the speakers' BGPPeer entries): the configuration is
+				// the same, only the status this watcher derives may change.
+				w.queue.AddAfter(usageKey, usageDelay)
+			}
+		},
 		DeleteFunc: func(any) { w.queue.Add(syncKey) },
 	}
 	for _, obj := range []client.Object{&v1alpha1.IPPool{}, &v1alpha1.BGPPeer{}, &v1alpha1.BGPAdvertisement{}, &v1alpha1.L2Advertisement{}} {
@@ -254,6 +279,7 @@ func (w *Watcher) writeStatus(ctx context.Context, res config.Resources, snap *c
 	}
 	for i := range res.Peers {
 		p := &res.Peers[i]
+		orig := p.DeepCopy()
 		ref := config.ObjectRef{Kind: config.KindBGPPeer, Name: p.Name}
 		changed := config.ApplyConditions(&p.Status.Conditions, config.Conditions(ref, p.Generation, problems), now)
 		if p.Status.ObservedGeneration != p.Generation {
@@ -262,7 +288,14 @@ func (w *Watcher) writeStatus(ctx context.Context, res config.Resources, snap *c
 		if n := established(p.Status.Nodes); p.Status.Established != n {
 			p.Status.Established, changed = n, true
 		}
-		write(p, changed)
+		if !changed {
+			continue
+		}
+		// A merge patch of what changed, without the optimistic lock: the speakers apply
+		// their entries all the time, and an Update would keep conflicting with them.
+		if err := w.status.Status().Patch(ctx, p, client.MergeFrom(orig)); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("patch status of BGPPeer %q: %w", p.Name, err)
+		}
 	}
 	for i := range res.BGPAdvertisements {
 		a := &res.BGPAdvertisements[i]
