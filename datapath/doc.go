@@ -2,11 +2,12 @@
 // carries out what the speaker decided and touches no other table.
 //
 // The front door: every LB IP in Desired.IPs accepts only its Service ports
-// (Desired.Open) and the ICMP that keeps the network working (errors; IPv6 neighbour
-// discovery, which re-validates an owned /128 by unicast). Anything else to those IPs is
-// dropped in prerouting at raw priority, before conntrack, so a port scan costs no
-// conntrack entry and a packet to a BGP-announced IPv4 address that is not local is not
-// routed back to the router until its TTL runs out.
+// (Desired.Open), the replies of connections the node opened (conntrack established or
+// related) and the ICMP that keeps the network working (errors; IPv6 neighbour discovery,
+// which re-validates an owned /128 by unicast). Anything else to those IPs is dropped in
+// prerouting after conntrack and before kube-proxy: the dropped packet's conntrack entry
+// is never confirmed, so a port scan costs none, and a packet to a BGP-announced IPv4
+// address that is not local is not routed back to the router until its TTL runs out.
 //
 // Every Apply replaces the whole table in one netlink batch (add, delete, add the table,
 // then sets with their elements, chains and rules), so the kernel never holds half of

@@ -5,6 +5,8 @@ package datapath
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -116,7 +118,7 @@ func TestFrontDoor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Status{Present: true, IPs: 2, Open: 3, Rules: 18}); st != want {
+	if want := (Status{Present: true, IPs: 2, Open: 3, Rules: 20}); st != want {
 		t.Errorf("Apply: status %+v, want %+v", st, want)
 	}
 
@@ -158,6 +160,33 @@ func TestFrontDoor(t *testing.T) {
 	}
 	t.Run("only Service ports pass", check)
 
+	t.Run("replies to a connection the node opened from an LB IP pass", func(t *testing.T) {
+		// A hostNetwork process (or IPVS) talking from the LB IP: its replies arrive at an
+		// ephemeral port of the LB IP, established.
+		srv := client.Command(ctx, "socat", "TCP-LISTEN:9000,reuseaddr", "SYSTEM:echo hello")
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(lb4, 0)), Timeout: time.Second}
+		var conn net.Conn
+		var err error
+		for range 20 { // until socat listens
+			if conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(clientAddr4, 9000).String()); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("dial the client from %s: %v", lb4, err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if b, err := io.ReadAll(conn); err != nil || strings.TrimSpace(string(b)) != "hello" {
+			t.Errorf("read from the client over a connection from %s: %q, %v", lb4, b, err)
+		}
+	})
+
 	t.Run("IPv6 neighbour re-validation of an LB IP", func(t *testing.T) {
 		// A stale entry that sees traffic is re-validated by a unicast solicitation to the
 		// LB IP itself: the door must let it in, and the answer makes the entry reachable.
@@ -187,16 +216,21 @@ func TestFrontDoor(t *testing.T) {
 
 	t.Run("a rule deleted by hand comes back", func(t *testing.T) {
 		rctx, cancel := context.WithCancel(ctx)
-		repairs := make(chan error, 8)
+		repairs := make(chan string, 8)
 		done := make(chan struct{})
-		go func() { defer close(done); tbl.Run(rctx, 200*time.Millisecond, func(err error) { repairs <- err }) }()
+		go func() {
+			defer close(done)
+			tbl.Run(rctx, 200*time.Millisecond, func(found, want Status, err error) {
+				repairs <- fmt.Sprintf("found %+v, want %+v, re-apply error %v", found, want, err)
+			})
+		}()
 		defer func() { cancel(); <-done }()
 		if out, err := exec.CommandContext(ctx, "nft", "flush", "chain", "inet", TableName, chainDoor4).CombinedOutput(); err != nil {
 			t.Fatalf("nft flush chain: %v: %s", err, out)
 		}
 		select {
-		case err := <-repairs:
-			t.Logf("repaired: %v", err)
+		case r := <-repairs:
+			t.Logf("repaired: %s", r)
 		case <-time.After(3 * time.Second):
 			t.Fatal("no repair within 3 s")
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -17,9 +18,12 @@ import (
 // TableName is berth's table, family inet.
 const TableName = "berth"
 
-// rawPriority runs the front door before conntrack (-200) and before kube-proxy's
-// chains (-110 and later), so a dropped packet leaves no trace in either.
-const rawPriority = -300
+// doorPriority runs the front door after conntrack (-200), so that the replies of
+// connections this node opened from an LB IP (hostNetwork processes, IPVS) pass as
+// established and fragments come reassembled, and before kube-proxy's chains (-110 and
+// later). A dropped packet's conntrack entry was never confirmed: a port scan still
+// leaves none.
+const doorPriority = -150
 
 // Names inside the table.
 const (
@@ -121,8 +125,9 @@ func (t *Table) Status() (Status, error) { return read() }
 
 // Run checks the table every interval and applies the last state again when the kernel
 // holds something else (a rule or element deleted by hand, the table flushed). repaired
-// is told of each repair. It returns when ctx ends.
-func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(error)) {
+// is told of each repair: what was found, what was wanted, and the re-apply's error. It
+// returns when ctx ends.
+func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(found, want Status, err error)) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -133,11 +138,11 @@ func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(e
 		}
 		t.mu.Lock()
 		if t.last != nil {
-			st, err := read()
-			if want := expected(*t.last); err != nil || st != want {
-				err := apply(*t.last)
+			found, rerr := read()
+			if want := expected(*t.last); rerr != nil || found != want {
+				err := errors.Join(rerr, apply(*t.last))
 				if repaired != nil {
-					repaired(errors.Join(err, fmt.Errorf("found %+v, want %+v", st, want)))
+					repaired(found, want, err)
 				}
 			}
 		}
@@ -147,7 +152,8 @@ func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(e
 
 // expected is the Status a table built from n reads back as.
 func expected(n normalized) Status {
-	return Status{Present: true, IPs: len(n.ips4) + len(n.ips6), Open: len(n.open4) + len(n.open6), Rules: 2 + 2*2 + len(icmp4Pass) + len(icmp6Pass)}
+	// prerouting's two jumps; per door: established, the ICMP types, the open ports, drop.
+	return Status{Present: true, IPs: len(n.ips4) + len(n.ips6), Open: len(n.open4) + len(n.open6), Rules: 2 + 2*3 + len(icmp4Pass) + len(icmp6Pass)}
 }
 
 func apply(n normalized) error {
@@ -196,7 +202,7 @@ func build(c *nftables.Conn, n normalized) error {
 
 	policy := nftables.ChainPolicyAccept
 	pre := c.AddChain(&nftables.Chain{Name: chainPrerouting, Table: table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(rawPriority), Policy: &policy})
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(doorPriority), Policy: &policy})
 	door4 := c.AddChain(&nftables.Chain{Name: chainDoor4, Table: table})
 	door6 := c.AddChain(&nftables.Chain{Name: chainDoor6, Table: table})
 
@@ -212,7 +218,8 @@ func build(c *nftables.Conn, n normalized) error {
 		lookup(ips6, 1),
 		[]expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chainDoor6}})})
 
-	// The doors: ICMP that must pass, the open ports, then drop.
+	// The doors: established and related traffic, ICMP that must pass, the open ports,
+	// then drop.
 	for _, d := range []struct {
 		chain  *nftables.Chain
 		icmp   byte
@@ -227,6 +234,14 @@ func build(c *nftables.Conn, n normalized) error {
 		{door6, unix.IPPROTO_ICMPV6, icmp6Pass, open6,
 			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, 12, 13},
 	} {
+		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
 		for _, typ := range d.types {
 			c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
