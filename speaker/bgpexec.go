@@ -143,6 +143,13 @@ func (s *Speaker) followBGP(ctx context.Context) {
 	retry.Stop()
 	defer retry.Stop()
 	armed := false
+	if s.opts.FrontDoor != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.doorTried:
+		}
+	}
 	for {
 		snap, self, ok := s.state.ConfigAndSelf()
 		d := s.state.Decisions()
@@ -156,6 +163,18 @@ func (s *Speaker) followBGP(ctx context.Context) {
 				read, lastSnap, lastSelf, lastSecretGen = true, snap, self, gen
 			}
 			peers := BGPPeers(snap, self, pw.lookup)
+			paths := BGPPaths(d)
+			if !s.bgpConfigured.Load() {
+				// The paths first: a graceful-restart router keeps this node's routes
+				// over a restart and drops, at the End-of-RIB that follows a session's
+				// first UPDATEs, whatever is not in the RIB by then.
+				err := s.opts.BGP.SetPaths(ctx, paths)
+				if err != nil {
+					logger.Error(err, "Set BGP paths", "paths", len(paths))
+				}
+				lastPaths, pathsOK = paths, err == nil
+				failed = failed || err != nil
+			}
 			if !peersOK || !slices.Equal(peers, lastPeers) {
 				err := s.opts.BGP.SetPeers(ctx, peers)
 				if err != nil {
@@ -163,8 +182,8 @@ func (s *Speaker) followBGP(ctx context.Context) {
 				}
 				lastPeers, peersOK = peers, err == nil
 				failed = failed || err != nil
+				s.bgpConfigured.Store(true)
 			}
-			paths := BGPPaths(d)
 			if !pathsOK || !slices.EqualFunc(paths, lastPaths, samePath) {
 				err := s.opts.BGP.SetPaths(ctx, paths)
 				if err != nil {

@@ -142,6 +142,9 @@ func (s *Speaker) watchBGPSessions(ctx context.Context) {
 			}
 		}
 		last = now
+		if !s.bgpConfigured.Load() {
+			continue // the entries of a previous run stay until this one knows its peers
+		}
 
 		var errs []error
 		held := map[string]bool{}

@@ -19,11 +19,15 @@ var protocols = map[string]datapath.Protocol{"TCP": datapath.TCP, "UDP": datapat
 
 // FrontDoor is the front door every node keeps: each IP of each Service berth handles is
 // closed but for that Service's ports, whether or not this node announces it, so that a
-// node taking an IP over has its door in place already.
+// node taking an IP over has its door in place already. IPs outside berth's pools are
+// left alone: an ingress IP written by someone else may be a node's own address.
 func FrontDoor(d Decisions) datapath.Desired {
 	var out datapath.Desired
 	for _, sd := range d.Services {
 		for _, ip := range sd.IPs {
+			if ip.Pool == "" {
+				continue
+			}
 			out.IPs = append(out.IPs, ip.IP)
 			for _, p := range sd.Ports {
 				if proto, ok := protocols[p.Protocol]; ok && p.Port != 0 {
@@ -47,12 +51,16 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	failing := false
+	failing, tried := false, false
 	for {
 		if d := s.state.Decisions(); d.Synced {
 			want := FrontDoor(d)
 			if last == nil || !slices.Equal(last.IPs, want.IPs) || !slices.Equal(last.Open, want.Open) {
 				st, err := s.opts.FrontDoor.Apply(ctx, want)
+				if !tried {
+					tried = true
+					close(s.doorTried)
+				}
 				switch {
 				case err != nil:
 					if !failing {

@@ -12,10 +12,12 @@ import (
 func TestFrontDoor(t *testing.T) {
 	a, a6, b := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:113::10"), netip.MustParseAddr("203.0.113.11")
 	d := Decisions{Services: []ServiceDecision{
-		{Name: "web", IPs: []IPDecision{{IP: a, L2: L2Decision{Announce: true}}, {IP: a6}},
+		{Name: "web", IPs: []IPDecision{{IP: a, Pool: "p", L2: L2Decision{Announce: true}}, {IP: a6, Pool: "p"}},
 			Ports: []Port{{Protocol: "TCP", Port: 80}, {Protocol: "UDP", Port: 443}}},
 		// Not announced here, still closed: another node may hand it over.
-		{Name: "dns", IPs: []IPDecision{{IP: b}}, Ports: []Port{{Protocol: "SCTP", Port: 9}, {Protocol: "weird", Port: 1}}},
+		{Name: "dns", IPs: []IPDecision{{IP: b, Pool: "p"}}, Ports: []Port{{Protocol: "SCTP", Port: 9}, {Protocol: "weird", Port: 1}}},
+		// In no pool of berth's: maybe a node's own address, left alone.
+		{Name: "foreign", IPs: []IPDecision{{IP: netip.MustParseAddr("198.18.0.11")}}, Ports: []Port{{Protocol: "TCP", Port: 22}}},
 	}}
 	want := datapath.Desired{
 		IPs: []netip.Addr{a, a6, b},

@@ -81,6 +81,12 @@ type Speaker struct {
 
 	frozen  chan struct{} // woke from a freeze, for followL2
 	bgpKick chan struct{} // config, this Node or a Secret changed, for followBGP
+	// doorTried closes after the first attempt to apply the front door: BGP waits for it,
+	// so that no router sends traffic to a node whose door is not shut yet.
+	doorTried chan struct{}
+	// bgpConfigured says followBGP handed the executor its peers once: until then the
+	// executor's empty status says nothing about this node's sessions.
+	bgpConfigured atomic.Bool
 
 	// secrets are berth's namespace's Secrets, for the BGP peers' passwords; nil without
 	// BGP. secretGen counts their changes.
@@ -115,7 +121,7 @@ func New(opts Options) *Speaker {
 	if opts.FreezeHold <= 0 {
 		opts.FreezeHold = 2 * time.Second
 	}
-	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1),
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}),
 		conflicts: map[netip.Addr]seenConflict{}}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithTransform(stripObject))

@@ -223,13 +223,24 @@ func run(ctx context.Context, o options) error {
 	if o.frontDoor {
 		door := datapath.NewTable()
 		opts.FrontDoor = door
-		go door.Run(ctx, frontDoorCheck, func(err error) { logger.Info("Front door repaired", "node", o.nodeName, "drift", err) })
+		go door.Run(ctx, frontDoorCheck, func(found, want datapath.Status, err error) {
+			if err != nil {
+				logger.Error(err, "Front door drifted and could not be repaired", "node", o.nodeName, "found", found, "want", want)
+				return
+			}
+			logger.Info("Front door drifted; repaired", "node", o.nodeName, "found", found, "want", want)
+		})
 		// Deferred first, so it runs last: the door stays shut while the node leaves.
 		defer func() {
 			if err := door.Remove(context.WithoutCancel(ctx)); err != nil {
 				logger.Error(err, "Remove the front door")
 			}
 		}()
+	}
+	if !o.frontDoor { // what a killed speaker with the door left behind
+		if err := datapath.NewTable().Remove(ctx); err != nil {
+			logger.Error(err, "Remove a left-over front door")
+		}
 	}
 	sp = speaker.New(opts)
 	// The announcer outlives ctx: on the way out this node leaves memberlist, the others
@@ -383,6 +394,10 @@ func serve(ctx context.Context, o options, sp *speaker.Speaker, reg *prometheus.
 		mux.Handle("/decisions", decisions)
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go httpServe(ctx, ln, mux)
 	}
 	return nil
