@@ -27,6 +27,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	prefixes := slices.SortedFunc(maps.Keys(s.rib), comparePrefix)
 	for _, p := range prefixes {
+		if ctx.Err() != nil { // past the bound: one error, not one per path
+			errs = append(errs, fmt.Errorf("graceful shutdown community: %w", ctx.Err()))
+			break
+		}
 		e := s.rib[p]
 		e.gshut = true
 		if err := s.putPathLocked(ctx, p, e); err != nil {
@@ -43,6 +47,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	before := s.sentUpdates(ctx)
 	for _, p := range prefixes {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("withdraw: %w", ctx.Err()))
+			break
+		}
 		if err := s.withdrawLocked(ctx, p); err != nil {
 			errs = append(errs, &PathError{Prefix: p, Err: err})
 		}
