@@ -456,8 +456,11 @@ func (w *world) ndpRevalidation(t *testing.T, v6 netip.Addr) {
 		}
 	}
 	t.Logf("NDP re-validation for 20 s: entry states %v, %d unicast NS sent, %d solicited NA from the owner %s", states, asked, answered, owner.Name)
-	if asked < 10 || answered < asked {
-		t.Errorf("%d unicast NS, %d answered; want ≥ 10, all answered", asked, answered)
+	// The client's kernel picks each reachable time at random around the 1 s base, and
+	// runs showed 8 to 20 probes in 20 s whatever berth did: 5 is enough to show the
+	// owner answering every one.
+	if asked < 5 || answered < asked {
+		t.Errorf("%d unicast NS, %d answered; want ≥ 5, all answered", asked, answered)
 	}
 }
 
