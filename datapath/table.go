@@ -96,7 +96,7 @@ func (t *Table) Apply(ctx context.Context, d Desired) (Status, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := apply(n); err != nil {
-		t.last = nil // the next Run tick tries again only after a new Apply
+		t.last = nil // nothing for Run to repair until an Apply succeeds
 		return Status{}, err
 	}
 	t.last = &n
@@ -124,10 +124,10 @@ func (t *Table) Remove(ctx context.Context) error {
 func (t *Table) Status() (Status, error) { return read() }
 
 // Run checks the table every interval and applies the last state again when the kernel
-// holds something else (a rule or set deleted by hand, the table flushed; elements
-// deleted by hand go unnoticed until the next change). repaired
-// is told of each repair: what was found, what was wanted, and the re-apply's error. It
-// returns when ctx ends.
+// holds something else (a rule or set deleted by hand, the table flushed; an element
+// deleted by hand goes unnoticed until the next change). repaired is told of each
+// repair: what was found, what was wanted, and the re-apply's error. It returns when ctx
+// ends.
 func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(found, want Status, err error)) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
