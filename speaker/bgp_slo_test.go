@@ -363,23 +363,11 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		frr := frrKernel{n.FRR}
 		for i := range 5 {
 			victim := w.nodes[i%len(w.nodes)]
-			gone := nodeAddr[victim]
-			lab.Eventually(t, 30*time.Second, fmt.Sprintf("kill %d: FRR's kernel route via every node", i), func(ctx context.Context) (string, bool) {
-				hops, seen := frr.nextHops(ctx, webIP)
-				return seen, slices.Equal(hops, all)
-			})
-			if err := w.speakers[victim].Kill(); err != nil {
-				t.Fatal(err)
-			}
-			killed := time.Now()
-			// Poll the kernel (one ip call, a few ms) rather than vtysh (~80 ms).
-			var took time.Duration
-			lab.Eventually(t, 10*time.Second, fmt.Sprintf("kill %d: %s leaves FRR's route", i, gone), func(ctx context.Context) (string, bool) {
-				hops, seen := frr.nextHops(ctx, webIP)
-				took = time.Since(killed)
-				return seen, len(hops) == len(all)-1 && !slices.Contains(hops, gone)
-			})
-			samples = append(samples, took)
+			samples = append(samples, hopGone(t, frr, webIP, all, nodeAddr[victim], fmt.Sprintf("kill %d", i), 10*time.Second, func() {
+				if err := w.speakers[victim].Kill(); err != nil {
+					t.Fatal(err)
+				}
+			}))
 			w.startSpeaker(victim)
 		}
 		stats(t, "SIGKILL → next hop gone from FRR's kernel route", samples, time.Second)
@@ -392,22 +380,11 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		frr := frrKernel{n.FRR}
 		for i := range 3 {
 			victim := w.nodes[i%len(w.nodes)]
-			gone := nodeAddr[victim]
-			lab.Eventually(t, 30*time.Second, fmt.Sprintf("stop %d: FRR's kernel route via every node", i), func(ctx context.Context) (string, bool) {
-				hops, seen := frr.nextHops(ctx, webIP)
-				return seen, slices.Equal(hops, all)
-			})
-			if err := w.speakers[victim].Pause(); err != nil {
-				t.Fatal(err)
-			}
-			paused := time.Now()
-			var took time.Duration
-			lab.Eventually(t, 15*time.Second, fmt.Sprintf("stop %d: %s leaves FRR's route", i, gone), func(ctx context.Context) (string, bool) {
-				hops, seen := frr.nextHops(ctx, webIP)
-				took = time.Since(paused)
-				return seen, len(hops) == len(all)-1 && !slices.Contains(hops, gone)
-			})
-			samples = append(samples, took)
+			samples = append(samples, hopGone(t, frr, webIP, all, nodeAddr[victim], fmt.Sprintf("stop %d", i), 15*time.Second, func() {
+				if err := w.speakers[victim].Pause(); err != nil {
+					t.Fatal(err)
+				}
+			}))
 			if err := w.speakers[victim].Resume(); err != nil {
 				t.Fatal(err)
 			}
@@ -418,27 +395,16 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		// socket stays open on both sides until the hold timer.
 		samples = nil
 		for i, node := range w.site.Nodes() {
-			gone := node.Addr4
-			lab.Eventually(t, 30*time.Second, fmt.Sprintf("partition %d: FRR's kernel route via every node", i), func(ctx context.Context) (string, bool) {
-				hops, seen := frr.nextHops(ctx, webIP)
-				return seen, slices.Equal(hops, all)
-			})
 			var faults []netns.Fault
-			for _, match := range []string{"ip saddr " + n.FRRHost.Addr4.String(), "ip daddr " + n.FRRHost.Addr4.String()} {
-				f, err := node.NS.Drop(ctx, match)
-				if err != nil {
-					t.Fatal(err)
+			samples = append(samples, hopGone(t, frr, webIP, all, node.Addr4, fmt.Sprintf("partition %d", i), 15*time.Second, func() {
+				for _, match := range []string{"ip saddr " + n.FRRHost.Addr4.String(), "ip daddr " + n.FRRHost.Addr4.String()} {
+					f, err := node.NS.Drop(ctx, match)
+					if err != nil {
+						t.Fatal(err)
+					}
+					faults = append(faults, f)
 				}
-				faults = append(faults, f)
-			}
-			cut := time.Now()
-			var took time.Duration
-			lab.Eventually(t, 15*time.Second, fmt.Sprintf("partition %d: %s leaves FRR's route", i, gone), func(ctx context.Context) (string, bool) {
-				hops, seen := frr.nextHops(ctx, webIP)
-				took = time.Since(cut)
-				return seen, len(hops) == len(all)-1 && !slices.Contains(hops, gone)
-			})
-			samples = append(samples, took)
+			}))
 			for _, f := range faults {
 				if err := f.Remove(ctx); err != nil {
 					t.Fatal(err)
@@ -557,6 +523,26 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			t.Errorf("only %d polls of FRR's kernel route: too few to tell", polls)
 		}
 	})
+}
+
+// hopGone waits for FRR's kernel route to ip to go via every node of all, runs act, and
+// returns how long after it the route lost gone (polling the kernel: one ip call, a few
+// ms, where vtysh takes ~80 ms).
+func hopGone(t *testing.T, frr frrKernel, ip netip.Addr, all []netip.Addr, gone netip.Addr, what string, timeout time.Duration, act func()) time.Duration {
+	t.Helper()
+	lab.Eventually(t, 30*time.Second, what+": FRR's kernel route via every node", func(ctx context.Context) (string, bool) {
+		hops, seen := frr.nextHops(ctx, ip)
+		return seen, slices.Equal(hops, all)
+	})
+	act()
+	start := time.Now()
+	var took time.Duration
+	lab.Eventually(t, timeout, fmt.Sprintf("%s: %s leaves FRR's route", what, gone), func(ctx context.Context) (string, bool) {
+		hops, seen := frr.nextHops(ctx, ip)
+		took = time.Since(start)
+		return seen, len(hops) == len(all)-1 && !slices.Contains(hops, gone)
+	})
+	return took
 }
 
 // updatePeer changes a BGPPeer's spec, again on a conflict: the speakers and the
