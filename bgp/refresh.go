@@ -100,7 +100,8 @@ func (s *Server) refresh(ctx context.Context) error {
 func (s *Server) backoffLocked(ctx context.Context, ps *peerState, state string, failures int, now time.Time) error {
 	want := connectRetry(ps.cfg.connectTime(), failures)
 	gp := apiPeer(ps.cfg, want)
-	step := backoffStep(state, ps.retry, want, now.Sub(ps.loopStart))
+	inLoop := now.Sub(ps.loopStart)
+	step := backoffStep(state, ps.retry, want, inLoop)
 	if ps.lost {
 		step = backoffRestart
 	}
@@ -109,6 +110,12 @@ func (s *Server) backoffLocked(ctx context.Context, ps *peerState, state string,
 		return nil
 	case backoffRestart:
 		if !ps.lost {
+			// The state is from the listing at the start of this refresh; a dial may
+			// have connected since. Ask again right before deleting: a restart must
+			// never cut a session that is opening or up.
+			if current, err := s.sessionStateOf(ctx, ps.cfg.Address); err != nil || backoffStep(current, ps.retry, want, inLoop) != backoffRestart {
+				return err
+			}
 			if err := s.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: ps.cfg.Address.String()}); err != nil {
 				return fmt.Errorf("restart connect loop: %w", err)
 			}
@@ -126,6 +133,18 @@ func (s *Server) backoffLocked(ctx context.Context, ps *peerState, state string,
 	s.log.V(2).Info("Reconnect interval changed", "peer", ps.cfg.Name, "connectRetry", want, "failures", failures)
 	ps.retry = want
 	return nil
+}
+
+// sessionStateOf asks GoBGP for one neighbour's session state now.
+func (s *Server) sessionStateOf(ctx context.Context, a netip.Addr) (string, error) {
+	state := StateIdle
+	err := s.bgp.ListPeer(ctx, &api.ListPeerRequest{Address: a.String()}, func(p *api.Peer) {
+		state = sessionState(p.GetState().GetSessionState())
+	})
+	if err != nil {
+		return "", fmt.Errorf("restart connect loop: %w", err)
+	}
+	return state, nil
 }
 
 // md5Trouble reports whether the namespace's TCP-MD5 drop counters rose in the last
