@@ -41,13 +41,18 @@ type Desired struct {
 	IPs []netip.Addr
 	// Open are the Service ports that pass; their IPs count as in IPs.
 	Open []Frontend
+	// Proxy are the Service ports of Proxy-mode IPs with their backends; they count as in
+	// Open.
+	Proxy []ProxyFrontend
 }
 
 // normalized is a Desired with unmapped addresses, sorted and without duplicates, split
 // by family: the form the table is built from and compared in.
 type normalized struct {
-	ips4, ips6   []netip.Addr
-	open4, open6 []Frontend
+	ips4, ips6     []netip.Addr
+	open4, open6   []Frontend
+	proxy4, proxy6 []ProxyFrontend
+	masq4, masq6   []Frontend
 }
 
 // normalize validates d and puts it in canonical form.
@@ -70,7 +75,11 @@ func normalize(d Desired) (normalized, error) {
 			return n, err
 		}
 	}
-	for _, f := range d.Open {
+	open := slices.Clone(d.Open)
+	for _, pf := range d.Proxy {
+		open = append(open, pf.Frontend)
+	}
+	for _, f := range open {
 		if f.Protocol != TCP && f.Protocol != UDP && f.Protocol != SCTP {
 			return n, fmt.Errorf("datapath: %v port %d: %v is not TCP, UDP or SCTP", f.IP, f.Port, f.Protocol)
 		}
@@ -86,6 +95,9 @@ func normalize(d Desired) (normalized, error) {
 		} else {
 			n.open6 = append(n.open6, f)
 		}
+	}
+	if err := normalizeProxy(d, &n); err != nil {
+		return n, err
 	}
 	for _, s := range []*[]netip.Addr{&n.ips4, &n.ips6} {
 		slices.SortFunc(*s, netip.Addr.Compare)

@@ -65,3 +65,56 @@ func TestFrontendKey(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizeProxy(t *testing.T) {
+	lb4, lb6 := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8:113::7")
+	pod := netip.MustParseAddrPort("198.19.1.2:8080")
+	node := netip.MustParseAddrPort("[::ffff:198.18.0.12]:30080")
+	node6 := netip.MustParseAddrPort("[2001:db8:18::12]:30080")
+	web := Frontend{IP: lb4, Protocol: TCP, Port: 80}
+	got, err := normalize(Desired{Proxy: []ProxyFrontend{
+		{Frontend: Frontend{IP: lb6, Protocol: UDP, Port: 53}, Backends: []Backend{{Addr: node6, Masquerade: true}}},
+		{Frontend: web, Backends: []Backend{{Addr: pod}, {Addr: node, Masquerade: true}, {Addr: node, Masquerade: true}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node4 := netip.AddrPortFrom(node.Addr().Unmap(), node.Port())
+	want := normalized{
+		ips4: []netip.Addr{lb4}, ips6: []netip.Addr{lb6},
+		open4: []Frontend{web}, open6: []Frontend{{IP: lb6, Protocol: UDP, Port: 53}},
+		// A backend listed twice keeps both shares; the masquerade set has it once.
+		proxy4: []ProxyFrontend{{Frontend: web, Backends: []Backend{{Addr: pod}, {Addr: node4, Masquerade: true}, {Addr: node4, Masquerade: true}}}},
+		proxy6: []ProxyFrontend{{Frontend: Frontend{IP: lb6, Protocol: UDP, Port: 53}, Backends: []Backend{{Addr: node6, Masquerade: true}}}},
+		masq4:  []Frontend{{IP: node4.Addr(), Protocol: TCP, Port: 30080}},
+		masq6:  []Frontend{{IP: node6.Addr(), Protocol: UDP, Port: 30080}},
+	}
+	if d := cmp.Diff(want, got, cmp.AllowUnexported(normalized{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
+		t.Errorf("normalize (-want +got):\n%s", d)
+	}
+
+	for name, bad := range map[string]ProxyFrontend{
+		"backend of the other family": {Frontend: web, Backends: []Backend{{Addr: node6}}},
+		"backend without a port":      {Frontend: web, Backends: []Backend{{Addr: netip.AddrPortFrom(pod.Addr(), 0)}}},
+		"too many backends":           {Frontend: web, Backends: make([]Backend, MaxBackends+1)},
+	} {
+		if _, err := normalize(Desired{Proxy: []ProxyFrontend{bad}}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := normalize(Desired{Proxy: []ProxyFrontend{{Frontend: web}, {Frontend: web}}}); err == nil {
+		t.Error("the same frontend twice: no error")
+	}
+}
+
+func TestFrontendChain(t *testing.T) {
+	for f, want := range map[Frontend]string{
+		{IP: netip.MustParseAddr("203.0.113.7"), Protocol: TCP, Port: 80}:     "fe-203.0.113.7-tcp-80",
+		{IP: netip.MustParseAddr("2001:db8:113::7"), Protocol: SCTP, Port: 9}: "fe-2001_db8_113__7-sctp-9",
+	} {
+		if got := frontendChain(f); got != want {
+			t.Errorf("frontendChain(%+v) = %q, want %q", f, got, want)
+		}
+	}
+}

@@ -56,10 +56,11 @@ const elementsPerMessage = 500
 type Status struct {
 	// Present says the table exists.
 	Present bool
-	// IPs and Open count the elements of the address and port sets.
-	IPs, Open int
-	// Rules counts the rules of berth's chains.
-	Rules int
+	// IPs and Open count the elements of the address and port sets, Proxy the Proxy
+	// frontends.
+	IPs, Open, Proxy int
+	// Chains and Rules count berth's chains and their rules.
+	Chains, Rules int
 }
 
 // Table is berth's table in the network namespace of the calling process. Apply and
@@ -142,7 +143,7 @@ func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(f
 			// Rules and sets, not their elements: cheap enough every few seconds.
 			found, rerr := readTable(false)
 			want := expected(*t.last)
-			want.IPs, want.Open = 0, 0
+			want.IPs, want.Open, want.Proxy = 0, 0, 0
 			if rerr != nil || found != want {
 				err := errors.Join(rerr, apply(*t.last))
 				if repaired != nil {
@@ -156,8 +157,12 @@ func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(f
 
 // expected is the Status a table built from n reads back as.
 func expected(n normalized) Status {
-	// prerouting's two jumps; per door: established, the ICMP types, the open ports, drop.
-	return Status{Present: true, IPs: len(n.ips4) + len(n.ips6), Open: len(n.open4) + len(n.open6), Rules: 2 + 2*3 + len(icmp4Pass) + len(icmp6Pass)}
+	// prerouting's two jumps; per door: established, the ICMP types, the open ports, drop;
+	// then Proxy mode's. Chains: prerouting, the doors, proxy, masquerade, the frontends'.
+	return Status{Present: true, IPs: len(n.ips4) + len(n.ips6), Open: len(n.open4) + len(n.open6),
+		Proxy:  len(n.proxy4) + len(n.proxy6),
+		Chains: 5 + len(n.proxy4) + len(n.proxy6),
+		Rules:  2 + 2*3 + len(icmp4Pass) + len(icmp6Pass) + proxyRules(n)}
 }
 
 func apply(n normalized) error {
@@ -268,7 +273,7 @@ func build(c *nftables.Conn, n normalized) error {
 			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop},
 		}})
 	}
-	return nil
+	return buildProxy(c, n)
 }
 
 func nfproto(p byte) []expr.Any {
@@ -328,22 +333,30 @@ func readTable(elements bool) (Status, error) {
 	if !st.Present {
 		return st, nil
 	}
-	for _, name := range []string{chainPrerouting, chainDoor4, chainDoor6} {
-		rules, err := c.GetRules(table, &nftables.Chain{Name: name, Table: table})
-		if err != nil {
-			return st, fmt.Errorf("datapath: rules of %s: %w", name, err)
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return st, fmt.Errorf("datapath: list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == TableName {
+			st.Chains++
 		}
-		st.Rules += len(rules)
+	}
+	if st.Rules, err = countRules(); err != nil {
+		return st, err
 	}
 	for _, s := range []struct {
 		name string
 		n    *int
-	}{{setIPs4, &st.IPs}, {setIPs6, &st.IPs}, {setOpen4, &st.Open}, {setOpen6, &st.Open}} {
+	}{
+		{setIPs4, &st.IPs}, {setIPs6, &st.IPs}, {setOpen4, &st.Open}, {setOpen6, &st.Open},
+		{mapProxy4, &st.Proxy}, {mapProxy6, &st.Proxy}, {setMasquerade4, nil}, {setMasquerade6, nil},
+	} {
 		set, err := c.GetSetByName(table, s.name)
 		if err != nil {
 			return st, fmt.Errorf("datapath: set %s: %w", s.name, err)
 		}
-		if !elements {
+		if !elements || s.n == nil {
 			continue
 		}
 		elems, err := c.GetSetElements(set)
@@ -353,4 +366,37 @@ func readTable(elements bool) (Status, error) {
 		*s.n += len(elems)
 	}
 	return st, nil
+}
+
+// countRules counts the rules of berth's table in one dump: the library asks per chain,
+// which at a thousand Proxy frontends is a thousand round trips.
+func countRules() (int, error) {
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return 0, fmt.Errorf("datapath: netlink: %w", err)
+	}
+	defer conn.Close()
+	if err := conn.SetReadBuffer(socketBuffer); err != nil {
+		return 0, fmt.Errorf("datapath: netlink: %w", err)
+	}
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(TableName + "\x00")}})
+	if err != nil {
+		return 0, err
+	}
+	// nfgenmsg: family, version, resource id.
+	hdr := []byte{byte(nftables.TableFamilyINet), unix.NFNETLINK_V0, 0, 0}
+	msgs, err := conn.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE), Flags: netlink.Request | netlink.Dump},
+		Data:   append(hdr, attrs...),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("datapath: dump rules of %s: %w", TableName, err)
+	}
+	n := 0
+	for _, m := range msgs {
+		if m.Header.Type == netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWRULE) {
+			n++
+		}
+	}
+	return n, nil
 }
