@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/config/v1alpha1"
 )
 
 // TrafficPolicy is a Service's externalTrafficPolicy. The values match corev1, so a caller
@@ -32,6 +33,8 @@ type Node struct {
 	// Excluded is true when the node carries node.kubernetes.io/exclude-from-external-load-balancers
 	// or its NetworkUnavailable condition is true.
 	Excluded bool
+	// Addrs are the node's InternalIPs; decisions ignore them, Proxy mode forwards to them.
+	Addrs []netip.Addr
 }
 
 // Member is a live memberlist member with the metadata its speaker publishes.
@@ -64,8 +67,21 @@ type Ingress struct {
 
 // Port is a Service port. Decisions ignore ports; they ride along for the datapath.
 type Port struct {
+	Name     string
 	Protocol string
 	Port     uint16
+	// NodePort is 0 when the Service has none (allocateLoadBalancerNodePorts: false).
+	NodePort uint16
+}
+
+// LocalEndpoint is one address and port of a ready or serving endpoint on this node,
+// for the Service port named PortName: where Proxy mode delivers locally.
+type LocalEndpoint struct {
+	PortName string
+	Addr     netip.AddrPort
+	// Ready is false for an endpoint that is serving but terminating: used only when no
+	// endpoint is ready, as kube-proxy does.
+	Ready bool
 }
 
 // Service is the view of a LoadBalancer Service the decision works on.
@@ -76,6 +92,9 @@ type Service struct {
 	TrafficPolicy   TrafficPolicy
 	Ports           []Port
 	Endpoints       []Endpoint
+	// Local are the serving endpoints on this node with their addresses; decisions ignore
+	// them, they ride along for Proxy mode.
+	Local []LocalEndpoint
 }
 
 // Input is everything a decision shares across Services.
@@ -94,8 +113,10 @@ type IPDecision struct {
 	IP netip.Addr
 	// Pool is the pool holding IP, empty when none does.
 	Pool string
-	BGP  BGPDecision
-	L2   L2Decision
+	// Proxy says the pool's ipMode is Proxy: berth's datapath delivers the IP.
+	Proxy bool
+	BGP   BGPDecision
+	L2    L2Decision
 }
 
 // BGPDecision says whether this node announces an IP over BGP.
@@ -135,8 +156,22 @@ type L2Decision struct {
 type ServiceDecision struct {
 	Namespace, Name string
 	IPs             []IPDecision
-	// Ports are the Service's ports, which the front door leaves open on its IPs.
-	Ports []Port
+	// Ports are the Service's ports, which the front door leaves open on its IPs; with
+	// TrafficPolicy and Local they ride along for Proxy mode.
+	Ports         []Port
+	TrafficPolicy TrafficPolicy
+	Local         []LocalEndpoint
+}
+
+// decisionFor wraps a Service's IP decisions with what rides along for the datapath; the
+// traffic policy and local endpoints only when an IP is Proxy mode, so that endpoint
+// churn of other Services changes no decision.
+func decisionFor(svc *Service, ips []IPDecision) ServiceDecision {
+	sd := ServiceDecision{Namespace: svc.Namespace, Name: svc.Name, IPs: ips, Ports: svc.Ports}
+	if slices.ContainsFunc(ips, func(d IPDecision) bool { return d.Proxy }) {
+		sd.TrafficPolicy, sd.Local = svc.TrafficPolicy, svc.Local
+	}
+	return sd
 }
 
 // Cluster is the part of the decision shared by all Services, computed once per change of
@@ -158,9 +193,11 @@ type clusterNode struct {
 	key  uint64 // the node's half of the L2 hash
 }
 
-// poolAds lists the advertisements covering a pool, as indexes into Cluster.l2 and .bgp.
+// poolAds lists the advertisements covering a pool, as indexes into Cluster.l2 and .bgp,
+// and whether the pool is Proxy mode.
 type poolAds struct {
 	l2, bgp []int
+	proxy   bool
 }
 
 type poolRange struct {
@@ -210,7 +247,7 @@ func NewCluster(in Input) *Cluster {
 		snap = &config.Snapshot{}
 	}
 	for _, p := range snap.Pools {
-		c.pools[p.Name] = poolAds{}
+		c.pools[p.Name] = poolAds{proxy: p.IPMode == v1alpha1.IPModeProxy}
 		for _, r := range p.Ranges {
 			c.ranges = append(c.ranges, poolRange{r, p.Name})
 		}
@@ -252,7 +289,7 @@ func (c *Cluster) Version() uint32 { return c.version }
 func (c *Cluster) Decide(svcs []Service) []ServiceDecision {
 	out := make([]ServiceDecision, len(svcs))
 	for i := range svcs {
-		out[i] = ServiceDecision{Namespace: svcs[i].Namespace, Name: svcs[i].Name, IPs: c.DecideService(&svcs[i]), Ports: svcs[i].Ports}
+		out[i] = decisionFor(&svcs[i], c.DecideService(&svcs[i]))
 	}
 	return out
 }
@@ -276,6 +313,7 @@ func (c *Cluster) DecideService(svc *Service) []IPDecision {
 			d.BGP.Reason, d.L2.Reason = NoPool, NoPool
 			continue
 		}
+		d.Proxy = ads.proxy
 		d.BGP = c.decideBGP(svc, ads.bgp, eps)
 		d.L2 = c.decideL2(svc, ip, ads.l2, eps)
 	}

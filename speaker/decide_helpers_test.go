@@ -17,6 +17,7 @@ func decisionOpts() cmp.Options {
 	return cmp.Options{
 		cmp.Comparer(func(a, b *config.BGPAdvertisement) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
 	}
 }
 

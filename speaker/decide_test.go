@@ -2,12 +2,14 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/config/v1alpha1"
 )
 
 // site is the cluster the table rows edit: three nodes (n3 in zone b), an L2 pool answered
@@ -311,5 +313,27 @@ func TestReasonsAreUnique(t *testing.T) {
 			t.Errorf("Reasons() repeats %q", r)
 		}
 		seen[r] = true
+	}
+}
+
+// TestDecideProxy: an IP of a Proxy-mode pool says so, and only then does the decision
+// carry the Service's traffic policy and local endpoints for the datapath.
+func TestDecideProxy(t *testing.T) {
+	in := site()
+	local := []LocalEndpoint{{PortName: "http", Addr: netip.MustParseAddrPort("198.19.1.2:8080"), Ready: true}}
+	s := svc("web", cluster, ingress(bgpIP), ep("n1"))
+	s.Local = local
+	vip := NewCluster(in).Decide([]Service{s})[0]
+	if vip.IPs[0].Proxy || vip.Local != nil || vip.TrafficPolicy != "" {
+		t.Errorf("VIP pool: %+v, want no Proxy and nothing riding along", vip)
+	}
+	for _, p := range in.Config.Pools {
+		if p.Name == "bgp" {
+			p.IPMode = v1alpha1.IPModeProxy
+		}
+	}
+	proxy := NewCluster(in).Decide([]Service{s})[0]
+	if !proxy.IPs[0].Proxy || !slices.Equal(proxy.Local, local) || proxy.TrafficPolicy != cluster {
+		t.Errorf("Proxy pool: %+v, want Proxy with the local endpoints and policy", proxy)
 	}
 }

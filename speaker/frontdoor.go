@@ -10,7 +10,8 @@ import (
 	"github.com/berthlb/berth/datapath"
 )
 
-// FrontDoorExecutor keeps the closed front door: the datapath package's Table.
+// FrontDoorExecutor keeps the closed front door and the Proxy-mode frontends: the
+// datapath package's Table.
 type FrontDoorExecutor interface {
 	Apply(ctx context.Context, d datapath.Desired) (datapath.Status, error)
 }
@@ -55,7 +56,15 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 	for {
 		if d := s.state.Decisions(); d.Synced {
 			want := FrontDoor(d)
-			if last == nil || !slices.Equal(last.IPs, want.IPs) || !slices.Equal(last.Open, want.Open) {
+			others := proxyNodes(s.state.Nodes(), s.opts.Node, s.healthy)
+			want.Proxy = ProxyFrontends(d, others)
+			if s.health != nil {
+				if len(want.Proxy) == 0 {
+					others = nil // nothing to check for
+				}
+				s.health.SetTargets(others)
+			}
+			if last == nil || !sameDesired(*last, want) {
 				st, err := s.opts.FrontDoor.Apply(ctx, want)
 				if !tried {
 					tried = true
@@ -74,7 +83,7 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 					}
 					failing = false
 					last = &want
-					logger.V(2).Info("Front door applied", "ips", st.IPs, "open", st.Open)
+					logger.V(2).Info("Front door applied", "ips", st.IPs, "open", st.Open, "proxy", st.Proxy)
 				}
 			}
 		}
@@ -82,6 +91,7 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sub:
+		case <-s.healthKick:
 		case <-retry.C:
 		}
 		select { // let a burst settle
@@ -90,4 +100,15 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 		case <-time.After(frontDoorPause):
 		}
 	}
+}
+
+// healthy says whether node's kube-proxy answers its health check; every node does when
+// nothing checks.
+func (s *Speaker) healthy(node string) bool { return s.health == nil || s.health.Healthy(node) }
+
+func sameDesired(a, b datapath.Desired) bool {
+	return slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Open, b.Open) &&
+		slices.EqualFunc(a.Proxy, b.Proxy, func(x, y datapath.ProxyFrontend) bool {
+			return x.Frontend == y.Frontend && slices.Equal(x.Backends, y.Backends)
+		})
 }

@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -39,18 +40,25 @@ func NodeFrom(n *corev1.Node) Node {
 			excluded = true
 		}
 	}
-	return Node{Name: n.Name, Labels: labels.Set(n.Labels), Excluded: excluded}
+	out := Node{Name: n.Name, Labels: labels.Set(n.Labels), Excluded: excluded}
+	for _, a := range n.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP {
+			out.Addrs = append(out.Addrs, ip.Unmap())
+		}
+	}
+	return out
 }
 
-// SameNode reports whether two Nodes decide alike, so that heartbeats, which rewrite a
+// SameNode reports whether two Nodes decide and forward alike, so that heartbeats, which rewrite a
 // Node every few seconds, re-decide nothing.
 func SameNode(a, b Node) bool {
-	return a.Name == b.Name && a.Excluded == b.Excluded && labels.Equals(a.Labels, b.Labels)
+	return a.Name == b.Name && a.Excluded == b.Excluded && labels.Equals(a.Labels, b.Labels) && slices.Equal(a.Addrs, b.Addrs)
 }
 
-// ServiceFrom builds the decision's view of svc from the Service and its EndpointSlices.
-// Ingress entries without a parsable IP (hostname-only) are skipped.
-func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) Service {
+// ServiceFrom builds the decision's view of svc from the Service and its EndpointSlices,
+// as seen from node self. Ingress entries without a parsable IP (hostname-only) are
+// skipped.
+func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, self string) Service {
 	out := Service{
 		Namespace: svc.Namespace, Name: svc.Name, Labels: labels.Set(svc.Labels),
 		TrafficPolicy: TrafficPolicy(svc.Spec.ExternalTrafficPolicy),
@@ -61,11 +69,37 @@ func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) Servi
 		}
 	}
 	for _, p := range svc.Spec.Ports {
-		out.Ports = append(out.Ports, Port{Protocol: string(p.Protocol), Port: uint16(p.Port)})
+		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: string(p.Protocol), Port: uint16(p.Port), NodePort: uint16(p.NodePort)})
 	}
 	for _, s := range slices {
 		for _, e := range s.Endpoints {
-			out.Endpoints = append(out.Endpoints, endpointFrom(&e))
+			ep := endpointFrom(&e)
+			out.Endpoints = append(out.Endpoints, ep)
+			if ep.Node == self && self != "" && ep.Serving {
+				out.Local = append(out.Local, localEndpoints(s, &e, ep.Ready)...)
+			}
+		}
+	}
+	return out
+}
+
+// localEndpoints lists an endpoint's addresses with each port of its slice.
+func localEndpoints(s *discoveryv1.EndpointSlice, e *discoveryv1.Endpoint, ready bool) []LocalEndpoint {
+	var out []LocalEndpoint
+	for _, a := range e.Addresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue // an FQDN slice
+		}
+		for _, p := range s.Ports {
+			if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+				continue
+			}
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			out = append(out, LocalEndpoint{PortName: name, Addr: netip.AddrPortFrom(ip.Unmap(), uint16(*p.Port)), Ready: ready})
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -75,7 +76,7 @@ func TestClassesAndServiceFrom(t *testing.T) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"app": "web"}},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-			Ports: []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}}},
+			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080}}},
 		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
 			{IP: "198.18.2.193"}, {Hostname: "lb.example"}, {IP: "2001:db8:18:2::1:5"}}}},
 	}
@@ -97,14 +98,24 @@ func TestClassesAndServiceFrom(t *testing.T) {
 		t.Errorf("a Service without an IP is handled")
 	}
 
+	httpPort := []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}}
 	slices := []*discoveryv1.EndpointSlice{
-		{Endpoints: []discoveryv1.Endpoint{{NodeName: ptr.To("n1")}}},
-		{Endpoints: []discoveryv1.Endpoint{{NodeName: ptr.To("n2"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}}}},
+		{Endpoints: []discoveryv1.Endpoint{{NodeName: ptr.To("n1"), Addresses: []string{"198.19.1.2"}}}, Ports: httpPort},
+		{Endpoints: []discoveryv1.Endpoint{
+			{NodeName: ptr.To("n2"), Addresses: []string{"198.19.2.2"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}},
+			{NodeName: ptr.To("n1"), Addresses: []string{"198.19.1.3"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}},
+			{NodeName: ptr.To("n1"), Addresses: []string{"198.19.1.4"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}}, // neither
+		}, Ports: httpPort},
 	}
-	got := ServiceFrom(svc, slices)
+	got := ServiceFrom(svc, slices, "n1")
 	want := Service{Namespace: "ns", Name: "web", Labels: map[string]string{"app": "web"}, TrafficPolicy: TrafficPolicyLocal,
-		Ingress: ingress("198.18.2.193", "2001:db8:18:2::1:5"), Ports: []Port{{Protocol: "TCP", Port: 80}},
-		Endpoints: []Endpoint{{Node: "n1", Ready: true, Serving: true}, {Node: "n2"}}}
+		Ingress: ingress("198.18.2.193", "2001:db8:18:2::1:5"), Ports: []Port{{Name: "http", Protocol: "TCP", Port: 80, NodePort: 30080}},
+		Endpoints: []Endpoint{{Node: "n1", Ready: true, Serving: true}, {Node: "n2"}, {Node: "n1", Serving: true, Terminating: true}, {Node: "n1"}},
+		// This node's serving endpoints, with their addresses.
+		Local: []LocalEndpoint{
+			{PortName: "http", Addr: netip.MustParseAddrPort("198.19.1.2:8080"), Ready: true},
+			{PortName: "http", Addr: netip.MustParseAddrPort("198.19.1.3:8080")},
+		}}
 	if diff := cmp.Diff(want, got, decisionOpts()); diff != "" {
 		t.Errorf("ServiceFrom (-want +got):\n%s", diff)
 	}

@@ -63,8 +63,12 @@ type Options struct {
 	Recorder record.EventRecorder
 	// BGP holds the sessions and advertises the paths this node announces; nil: decide only.
 	BGP BGPExecutor
-	// FrontDoor drops traffic to the LB IPs but for their Service ports; nil: none.
+	// FrontDoor drops traffic to the LB IPs but for their Service ports, and delivers
+	// Proxy-mode IPs; nil: none.
 	FrontDoor FrontDoorExecutor
+	// KubeProxyHealthzPort is where other nodes' kube-proxy answers its health check, which
+	// decides whether Proxy-mode traffic goes to their NodePorts; 0 checks none.
+	KubeProxyHealthzPort int
 	// Namespace is berth's namespace, where the BGP peers' password Secrets live.
 	Namespace string
 }
@@ -84,6 +88,10 @@ type Speaker struct {
 	// doorTried closes after the first attempt to apply the front door: BGP waits for it,
 	// so that no router sends traffic to a node whose door is not shut yet.
 	doorTried chan struct{}
+	// health checks other nodes' kube-proxy for Proxy mode (nil: every node counts
+	// healthy); healthKick wakes the front door when a node's health flips.
+	health     *kubeProxyHealth
+	healthKick chan struct{}
 	// bgpConfigured says followBGP handed the executor its peers once: until then the
 	// executor's empty status says nothing about this node's sessions.
 	bgpConfigured atomic.Bool
@@ -121,22 +129,22 @@ func New(opts Options) *Speaker {
 	if opts.FreezeHold <= 0 {
 		opts.FreezeHold = 2 * time.Second
 	}
-	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}),
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}), healthKick: make(chan struct{}, 1),
 		conflicts: map[netip.Addr]seenConflict{}}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
-		informers.WithTransform(stripObject))
+		informers.WithTransform(stripObject(opts.Node)))
 	svcInf := s.factory.Core().V1().Services().Informer()
 	sliceInf := s.factory.Discovery().V1().EndpointSlices().Informer()
 	nodeInf := s.factory.Core().V1().Nodes().Informer()
 	_ = sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceService})
-	s.source = &informerSource{classes: opts.Classes, services: svcInf.GetIndexer(), slices: sliceInf.GetIndexer()}
+	s.source = &informerSource{self: opts.Node, classes: opts.Classes, services: svcInf.GetIndexer(), slices: sliceInf.GetIndexer()}
 	s.nodes = nodeInf.GetIndexer()
 	s.state = NewState(opts.Node, s.source, StateOptions{OnChange: s.notify, Observe: opts.Metrics.observePass})
 	opts.Metrics.state = s.state
 
 	if opts.BGP != nil {
 		s.secretFactory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
-			informers.WithNamespace(opts.Namespace), informers.WithTransform(stripObject))
+			informers.WithNamespace(opts.Namespace), informers.WithTransform(stripObject(opts.Node)))
 		secInf := s.secretFactory.Core().V1().Secrets().Informer()
 		s.secrets = secInf.GetIndexer()
 		secretChanged := func(any) {
@@ -213,6 +221,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 		wg.Go(func() { s.followL2(ctx) })
 	}
 	if s.opts.FrontDoor != nil {
+		if s.opts.KubeProxyHealthzPort > 0 {
+			s.health = newKubeProxyHealth(s.opts.KubeProxyHealthzPort, func() { wake(s.healthKick) })
+			wg.Go(func() { s.health.Run(ctx) })
+		}
 		wg.Go(func() { s.followFrontDoor(ctx) })
 	}
 	if s.opts.BGP != nil {
@@ -394,6 +406,7 @@ func InternalIP(n *corev1.Node) (netip.Addr, bool) {
 
 // informerSource reads Services and their EndpointSlices from the informers' caches.
 type informerSource struct {
+	self     string
 	classes  Classes
 	services cache.Indexer
 	slices   cache.Indexer
@@ -427,7 +440,7 @@ func (s *informerSource) Service(key types.NamespacedName) (Service, bool) {
 	for _, o := range objs {
 		es = append(es, o.(*discoveryv1.EndpointSlice))
 	}
-	return ServiceFrom(svc, es), true
+	return ServiceFrom(svc, es, s.self), true
 }
 
 func (s *informerSource) Keys() []types.NamespacedName {
@@ -452,9 +465,14 @@ func objectKey(o any) (types.NamespacedName, bool) {
 }
 
 // stripObject drops what the speaker never reads, to keep the caches small at 10,000
-// Services: managed fields and annotations everywhere, endpoint addresses and references,
-// and the bulk of Node status (images, system info, volumes).
-func stripObject(o any) (any, error) {
+// Services: managed fields and annotations everywhere, the addresses of endpoints on other
+// nodes (self is this node), endpoint references, and the bulk of Node status (images,
+// system info, volumes).
+func stripObject(self string) cache.TransformFunc {
+	return func(o any) (any, error) { return strip(o, self) }
+}
+
+func strip(o any, self string) (any, error) {
 	m, ok := o.(metav1.Object)
 	if !ok {
 		return o, nil
@@ -467,7 +485,10 @@ func stripObject(o any) (any, error) {
 	case *discoveryv1.EndpointSlice:
 		for i := range x.Endpoints {
 			e := &x.Endpoints[i]
-			e.Addresses, e.TargetRef, e.Hints, e.DeprecatedTopology, e.Hostname = nil, nil, nil, nil, nil
+			if e.NodeName == nil || *e.NodeName != self {
+				e.Addresses = nil // Proxy mode delivers to this node's endpoints only
+			}
+			e.TargetRef, e.Hints, e.DeprecatedTopology, e.Hostname = nil, nil, nil, nil
 		}
 	case *corev1.Node:
 		x.Status.Images, x.Status.VolumesInUse, x.Status.VolumesAttached = nil, nil, nil

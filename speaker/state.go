@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,6 +116,18 @@ func (s *State) SetNode(n Node) {
 	s.poke()
 }
 
+// Nodes returns the known Nodes, sorted by name.
+func (s *State) Nodes() []Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // DeleteNode forgets a Node.
 func (s *State) DeleteNode(name string) {
 	s.mu.Lock()
@@ -196,7 +209,8 @@ func (s *State) promoteLocked() bool {
 			}
 		}
 		if ips != nil {
-			s.replaceLocked(key, ServiceDecision{Namespace: sd.Namespace, Name: sd.Name, IPs: ips, Ports: sd.Ports})
+			sd.IPs = ips
+			s.replaceLocked(key, sd)
 			changed = true
 		}
 	}
@@ -264,7 +278,8 @@ func (s *State) pass() {
 			decided[k] = nil
 			continue
 		}
-		decided[k] = &ServiceDecision{Namespace: svc.Namespace, Name: svc.Name, IPs: cluster.DecideService(&svc), Ports: svc.Ports}
+		sd := decisionFor(&svc, cluster.DecideService(&svc))
+		decided[k] = &sd
 	}
 
 	s.mu.Lock()
@@ -333,15 +348,16 @@ func (s *State) count(sd ServiceDecision, delta int) {
 }
 
 func sameDecision(a, b ServiceDecision) bool {
-	return slices.Equal(a.Ports, b.Ports) && slices.EqualFunc(a.IPs, b.IPs, func(x, y IPDecision) bool {
-		return x.IP == y.IP && x.Pool == y.Pool &&
-			x.L2.Announce == y.L2.Announce && x.L2.Reason == y.L2.Reason && x.L2.Owner == y.L2.Owner &&
-			x.L2.Next == y.L2.Next && slices.Equal(x.L2.Interfaces, y.L2.Interfaces) &&
-			x.BGP.Announce == y.BGP.Announce && x.BGP.Reason == y.BGP.Reason &&
-			slices.EqualFunc(x.BGP.Routes, y.BGP.Routes, func(p, q BGPRoute) bool {
-				return p.Advertisement == q.Advertisement && slices.Equal(p.Peers, q.Peers)
-			})
-	})
+	return slices.Equal(a.Ports, b.Ports) && a.TrafficPolicy == b.TrafficPolicy && slices.Equal(a.Local, b.Local) &&
+		slices.EqualFunc(a.IPs, b.IPs, func(x, y IPDecision) bool {
+			return x.IP == y.IP && x.Pool == y.Pool && x.Proxy == y.Proxy &&
+				x.L2.Announce == y.L2.Announce && x.L2.Reason == y.L2.Reason && x.L2.Owner == y.L2.Owner &&
+				x.L2.Next == y.L2.Next && slices.Equal(x.L2.Interfaces, y.L2.Interfaces) &&
+				x.BGP.Announce == y.BGP.Announce && x.BGP.Reason == y.BGP.Reason &&
+				slices.EqualFunc(x.BGP.Routes, y.BGP.Routes, func(p, q BGPRoute) bool {
+					return p.Advertisement == q.Advertisement && slices.Equal(p.Peers, q.Peers)
+				})
+		})
 }
 
 // Decisions is a consistent copy of the State for readers: the decision endpoint, the

@@ -46,24 +46,25 @@ import (
 )
 
 type options struct {
-	kubeconfig     string
-	nodeName       string
-	namespace      string
-	keyFile        string
-	bind           string
-	port           int
-	qps            float64
-	burst          int
-	healthAddr     string
-	decisionsSock  string
-	classes        speaker.Classes
-	timings        membership.Timings
-	showVersion    bool
-	leaveTimeout   time.Duration
-	handoverGrace  time.Duration
-	reportInterval time.Duration
-	bgpListenPort  int
-	frontDoor      bool
+	kubeconfig           string
+	nodeName             string
+	namespace            string
+	keyFile              string
+	bind                 string
+	port                 int
+	qps                  float64
+	burst                int
+	healthAddr           string
+	decisionsSock        string
+	classes              speaker.Classes
+	timings              membership.Timings
+	showVersion          bool
+	leaveTimeout         time.Duration
+	handoverGrace        time.Duration
+	reportInterval       time.Duration
+	bgpListenPort        int
+	frontDoor            bool
+	kubeProxyHealthzPort int
 }
 
 // frontDoorCheck is how often the front door's table is read back and repaired.
@@ -102,7 +103,8 @@ func main() {
 	fs.StringVar(&o.healthAddr, "health-bind-address", ":10352", "address of /metrics, /healthz, /readyz and /decisions; empty turns them off")
 	fs.StringVar(&o.decisionsSock, "decisions-socket", "", "unix socket also serving the read-only /decisions; empty: none")
 	fs.DurationVar(&o.reportInterval, "report-interval", time.Second, "least time between writes of this node's NodeAnnouncement")
-	fs.BoolVar(&o.frontDoor, "front-door", true, "drop traffic to LB IPs but for their Service ports, ICMP errors and neighbour discovery (nftables table inet berth)")
+	fs.BoolVar(&o.frontDoor, "front-door", true, "drop traffic to LB IPs but for their Service ports, ICMP errors and neighbour discovery, and deliver ipMode Proxy IPs (nftables table inet berth)")
+	fs.IntVar(&o.kubeProxyHealthzPort, "kube-proxy-healthz-port", speaker.DefaultKubeProxyHealthzPort, "port of other nodes' kube-proxy health check, which decides whether ipMode Proxy traffic goes to their NodePorts; 0: check none, every node counts healthy")
 	fs.IntVar(&o.bgpListenPort, "bgp-listen-port", -1, "TCP port to accept BGP sessions on (179 lets routers open them); -1: do not listen, this node dials every peer")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	klog.InitFlags(fs)
@@ -223,6 +225,7 @@ func run(ctx context.Context, o options) error {
 	if o.frontDoor {
 		door := datapath.NewTable()
 		opts.FrontDoor = door
+		opts.KubeProxyHealthzPort = o.kubeProxyHealthzPort
 		go door.Run(ctx, frontDoorCheck, func(found, want datapath.Status, err error) {
 			if err != nil {
 				logger.Error(err, "Front door drifted and could not be repaired", "node", o.nodeName, "found", found, "want", want)

@@ -35,8 +35,10 @@ type KubeProxyOptions struct {
 	Args []string
 }
 
-// kube-proxy's listeners inside the node's namespace: its own loopback, so every node uses
-// the same ports.
+// kube-proxy's listeners inside the node's namespace, the same ports on every node: its
+// health check on every address (as kube-proxy's default), where the other nodes'
+// speakers check it before sending it Proxy-mode traffic, as a cloud load balancer does;
+// its metrics on its own loopback.
 const (
 	kubeProxyHealthz = 10256
 	kubeProxyMetrics = 10249
@@ -76,7 +78,7 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, o KubeProxyOptions) (*proc
 		"--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0",
 		"--conntrack-tcp-timeout-close-wait=0",
-		fmt.Sprintf("--healthz-bind-address=127.0.0.1:%d", kubeProxyHealthz),
+		fmt.Sprintf("--healthz-bind-address=0.0.0.0:%d", kubeProxyHealthz),
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", kubeProxyMetrics),
 	}
 	if len(o.ClusterCIDRs) > 0 {
@@ -94,7 +96,7 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, o KubeProxyOptions) (*proc
 	// see the listener without entering the namespace.
 	tcp := fmt.Sprintf("/proc/%d/net/tcp", p.PID())
 	if err := waitFor(ctx, "listening", p, func(context.Context) error {
-		return listeningOn(tcp, netip.MustParseAddrPort("127.0.0.1:"+strconv.Itoa(kubeProxyHealthz)))
+		return listeningOn(tcp, netip.MustParseAddrPort("0.0.0.0:"+strconv.Itoa(kubeProxyHealthz)))
 	}); err != nil {
 		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("kube-proxy for %s: %w", o.Node, err)

@@ -1,0 +1,112 @@
+package speaker
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+
+	"github.com/berthlb/berth/datapath"
+)
+
+// ProxyNode is another node as a target of Proxy-mode traffic.
+type ProxyNode struct {
+	Name  string
+	Addrs []netip.Addr
+	// Healthy says its kube-proxy answers its health check (or was not checked yet).
+	Healthy bool
+}
+
+// ProxyFrontends are the Proxy-mode frontends of every node: each Service port on each
+// Proxy-mode IP, with where a new connection arriving at this node goes.
+//
+//   - externalTrafficPolicy Local: this node's endpoints for the port, which see the
+//     client's address. Only nodes with one announce such an IP; elsewhere the frontend
+//     drops.
+//   - Cluster: this node's endpoints, and the NodePort of every other healthy node
+//     (masqueraded, so the reply comes back here), each node getting one share as a
+//     cloud load balancer would: a remote node's NodePort is listed once per local
+//     endpoint.
+//
+// Ready endpoints are used; when there are none, serving terminating ones, as kube-proxy
+// does. Every node programs every frontend, announcing or not, so that taking an IP over
+// needs no rule change.
+func ProxyFrontends(d Decisions, others []ProxyNode) []datapath.ProxyFrontend {
+	var out []datapath.ProxyFrontend
+	for _, sd := range d.Services {
+		for _, ip := range sd.IPs {
+			if !ip.Proxy || ip.Pool == "" {
+				continue
+			}
+			for _, p := range sd.Ports {
+				proto, ok := protocols[p.Protocol]
+				if !ok || p.Port == 0 {
+					continue
+				}
+				out = append(out, datapath.ProxyFrontend{
+					Frontend: datapath.Frontend{IP: ip.IP, Protocol: proto, Port: p.Port},
+					Backends: proxyBackends(ip.IP.Is4(), p, sd.TrafficPolicy, sd.Local, others),
+				})
+			}
+		}
+	}
+	return out
+}
+
+func proxyBackends(v4 bool, p Port, policy TrafficPolicy, local []LocalEndpoint, others []ProxyNode) []datapath.Backend {
+	var ready, serving []datapath.Backend
+	for _, e := range local {
+		if e.PortName != p.Name || e.Addr.Addr().Is4() != v4 {
+			continue
+		}
+		b := datapath.Backend{Addr: e.Addr}
+		if e.Ready {
+			ready = append(ready, b)
+		} else {
+			serving = append(serving, b)
+		}
+	}
+	out := ready
+	if len(out) == 0 {
+		out = serving
+	}
+	slices.SortFunc(out, func(a, b datapath.Backend) int { return a.Addr.Compare(b.Addr) })
+	out = slices.Compact(out)
+	if policy == TrafficPolicyLocal || p.NodePort == 0 {
+		return out
+	}
+	var remote []datapath.Backend
+	for _, n := range others {
+		if !n.Healthy {
+			continue
+		}
+		if i := slices.IndexFunc(n.Addrs, func(a netip.Addr) bool { return a.Is4() == v4 }); i >= 0 {
+			remote = append(remote, datapath.Backend{Addr: netip.AddrPortFrom(n.Addrs[i], p.NodePort), Masquerade: true})
+		}
+	}
+	share := max(1, len(out))
+	if len(out)+share*len(remote) > datapath.MaxBackends {
+		share = 1
+	}
+	for _, b := range remote {
+		for range share {
+			if len(out) < datapath.MaxBackends {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+// proxyNodes are the nodes other than self that may take Proxy-mode traffic: not
+// excluded, with healthy saying which kube-proxies answer.
+func proxyNodes(nodes []Node, self string, healthy func(string) bool) []ProxyNode {
+	var out []ProxyNode
+	for _, n := range nodes {
+		if n.Name == self || n.Excluded || len(n.Addrs) == 0 {
+			continue
+		}
+		out = append(out, ProxyNode{Name: n.Name, Addrs: n.Addrs, Healthy: healthy(n.Name)})
+	}
+	slices.SortFunc(out, func(a, b ProxyNode) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
