@@ -244,7 +244,9 @@ type setElements struct {
 // backendShards are the backend maps of one family's frontends: shard k holds the
 // backends of frontends 64k … 64k+63, keyed by the frontend's index and the backend's.
 func backendShards(fs []ProxyFrontend, v6 bool) []setElements {
-	key := nftables.MustConcatSetType(nftables.TypeInteger, nftables.TypeInteger)
+	// Typed mark . mark rather than integer . integer: nft(8) cannot print a concatenation
+	// of integers without a length (it aborts listing the table).
+	key := nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeMark)
 	data, name := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService), mapBackends4
 	if v6 {
 		data, name = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService), mapBackends6

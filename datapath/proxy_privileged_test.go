@@ -206,3 +206,29 @@ func TestProxy(t *testing.T) {
 		check(t)
 	})
 }
+
+// TestProxyListable: nft(8), which operators use to look at the table, can print it.
+func TestProxyListable(t *testing.T) {
+	if !netnstest.Reexec(t) {
+		return
+	}
+	tbl := NewTable()
+	t.Cleanup(func() { _ = tbl.Remove(context.Background()) })
+	pod := netip.MustParseAddrPort("198.19.71.2:8080")
+	node6 := netip.MustParseAddrPort("[2001:db8:19:73::2]:30080")
+	if _, err := tbl.Apply(t.Context(), Desired{Proxy: []ProxyFrontend{
+		{Frontend: Frontend{IP: lb4, Protocol: TCP, Port: 80}, Backends: []Backend{{Addr: pod}}},
+		{Frontend: Frontend{IP: lb6, Protocol: UDP, Port: 53}, Backends: []Backend{{Addr: node6, Masquerade: true}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "nft", "list", "table", "inet", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table: %v\n%s", err, out)
+	}
+	for _, want := range []string{"198.19.71.2 . 8080", "2001:db8:19:73::2 . 30080", "fe-203.0.113.7-tcp-80", "masquerade"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("nft list table: no %q in\n%s", want, out)
+		}
+	}
+}

@@ -52,13 +52,13 @@ func TestApplySLO(t *testing.T) {
 	}
 }
 
-// TestApplyProxyFullReplace times Apply when the same 1,000 dual-stack Services are all
+// TestApplyProxySLO times Apply when the same 1,000 dual-stack Services are all
 // Proxy mode, each with a TCP and a UDP port (4,000 frontends, their chains) and three
 // backends. Every Apply still replaces the whole table, so this is the cost of any change
 // until Apply sends differences; it guards against the quadratic cases found while
 // building it (one backend map for all frontends: 1 s; one per frontend: 2.8 s). Bound
 // 800 ms: each ≤ 2× bound, median ≤ bound.
-func TestApplyProxyFullReplace(t *testing.T) {
+func TestApplyProxySLO(t *testing.T) {
 	if !netnstest.Reexec(t) {
 		return
 	}

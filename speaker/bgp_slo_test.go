@@ -709,26 +709,6 @@ func (w *world) bgpService(name, app string, etp corev1.ServiceExternalTrafficPo
 	})
 }
 
-// ingressIPs waits for a dual-stack Service's IPv4 and IPv6 ingress IPs.
-func (w *world) ingressIPs(t *testing.T, name string) (v4, v6 netip.Addr) {
-	t.Helper()
-	lab.Eventually(t, 30*time.Second, "Service "+name+" gets an IPv4 and an IPv6 address", func(ctx context.Context) (string, bool) {
-		svc, err := w.site.Client().CoreV1().Services("demo").Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err.Error(), false
-		}
-		for _, in := range svc.Status.LoadBalancer.Ingress {
-			if a, err := netip.ParseAddr(in.IP); err == nil && a.Is4() {
-				v4 = a
-			} else if err == nil {
-				v6 = a
-			}
-		}
-		return fmt.Sprintf("%+v", svc.Status), v4.IsValid() && v6.IsValid()
-	})
-	return v4, v6
-}
-
 // bgpRouter reads the next hops a router's RIB has for a host route, sorted.
 type bgpRouter interface {
 	name() string

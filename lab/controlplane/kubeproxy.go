@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -92,11 +91,13 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, o KubeProxyOptions) (*proc
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
-	// /proc/<pid>/net/tcp lists the sockets of the process's namespace, so the host can
-	// see the listener without entering the namespace.
-	tcp := fmt.Sprintf("/proc/%d/net/tcp", p.PID())
-	if err := waitFor(ctx, "listening", p, func(context.Context) error {
-		return listeningOn(tcp, netip.MustParseAddrPort("0.0.0.0:"+strconv.Itoa(kubeProxyHealthz)))
+	// /proc/<pid>/net lists the sockets of the process's namespace, so the host can see
+	// the listener without entering the namespace.
+	// Bounded: a kube-proxy that never listens must fail the start, not hang it.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitFor(wctx, "listening", p, func(context.Context) error {
+		return listeningOn(p.PID(), kubeProxyHealthz)
 	}); err != nil {
 		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("kube-proxy for %s: %w", o.Node, err)
@@ -104,24 +105,28 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, o KubeProxyOptions) (*proc
 	return p, nil
 }
 
-// listeningOn checks that a /proc/net/tcp file lists a listening IPv4 socket on addr
-// (address in little-endian hex, port big-endian hex, state 0A).
-func listeningOn(path string, addr netip.AddrPort) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	a := addr.Addr().As4()
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], addr.Port())
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 3 && f[1] == want && f[3] == "0A" {
-			return nil
+// listeningOn checks that /proc/<pid>/net/tcp or tcp6 lists a listening socket on port,
+// whatever its address: Go listens on "0.0.0.0:port" with a dual-stack IPv6 socket.
+func listeningOn(pid int, port uint16) error {
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, file := range []string{"tcp", "tcp6"} {
+		path := fmt.Sprintf("/proc/%d/net/%s", pid, file)
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if fs := strings.Fields(sc.Text()); len(fs) > 3 && strings.HasSuffix(fs[1], suffix) && fs[3] == "0A" {
+				f.Close()
+				return nil
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	return fmt.Errorf("no listener on %s in %s", addr, path)
+	return fmt.Errorf("pid %d: no listener on port %d", pid, port)
 }
