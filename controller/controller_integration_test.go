@@ -249,6 +249,12 @@ func conditionSummary(svc *corev1.Service) string {
 // waitCondition waits for the berth.dev/Allocated condition with the given status and reason.
 func (s *site) waitCondition(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *metav1.Condition {
 	t.Helper()
+	return s.waitConditionOf(t, ns, name, controller.ConditionAllocated, status, reason)
+}
+
+// waitConditionOf waits for a Service condition of type typ with that status and reason.
+func (s *site) waitConditionOf(t *testing.T, ns, name, typ string, status metav1.ConditionStatus, reason string) *metav1.Condition {
+	t.Helper()
 	var got *metav1.Condition
 	var last string
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -257,11 +263,11 @@ func (s *site) waitCondition(t *testing.T, ns, name string, status metav1.Condit
 			return false, err
 		}
 		last = conditionSummary(svc)
-		got = meta.FindStatusCondition(svc.Status.Conditions, controller.ConditionAllocated)
+		got = meta.FindStatusCondition(svc.Status.Conditions, typ)
 		return got != nil && got.Status == status && got.Reason == reason, nil
 	})
 	if err != nil {
-		t.Fatalf("service %s/%s: want %s=%s %s, last seen %s", ns, name, controller.ConditionAllocated, status, reason, last)
+		t.Fatalf("service %s/%s: want %s=%s %s, last seen %s", ns, name, typ, status, reason, last)
 	}
 	return got
 }
@@ -365,6 +371,23 @@ func TestAllocation(t *testing.T) {
 		svc := s.waitIngress(t, ns, "proxied", 10*time.Second, inPrefix("198.51.100.0/30"))
 		if m := svc.Status.LoadBalancer.Ingress[0].IPMode; m == nil || *m != corev1.LoadBalancerIPModeProxy {
 			t.Errorf("ipMode = %v, want Proxy", m)
+		}
+		// Without NodePorts (the helper's default) only the receiving node's endpoints
+		// can take its traffic: a condition and a Warning say so.
+		c := s.waitConditionOf(t, ns, "proxied", controller.ConditionProxyNodePorts, metav1.ConditionFalse, controller.EventProxyWithoutNodePorts)
+		if !strings.Contains(c.Message, "allocateLoadBalancerNodePorts") {
+			t.Errorf("condition message %q does not name the field", c.Message)
+		}
+		s.waitEvent(t, ns, "proxied", controller.EventProxyWithoutNodePorts)
+		s.service(t, ns, "proxied-np", withAnnotation(controller.AnnotationPool, "proxy"),
+			func(svc *corev1.Service) { svc.Spec.AllocateLoadBalancerNodePorts = ptr.To(true) })
+		s.waitConditionOf(t, ns, "proxied-np", controller.ConditionProxyNodePorts, metav1.ConditionTrue, controller.ReasonNodePortsAllocated)
+		web, err := s.kc.CoreV1().Services(ns).Get(t.Context(), "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := meta.FindStatusCondition(web.Status.Conditions, controller.ConditionProxyNodePorts); c != nil {
+			t.Errorf("a VIP Service carries %+v", c)
 		}
 	})
 	t.Run("dual-stack", func(t *testing.T) {

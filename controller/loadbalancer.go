@@ -170,9 +170,10 @@ func (l *LoadBalancer) holds(svc *corev1.Service) bool {
 	return ok
 }
 
-// clearCondition removes berth.dev/Allocated from a Service that is no longer berth's.
+// clearCondition removes berth.dev/Allocated and berth.dev/ProxyNodePorts from a Service
+// that is no longer berth's.
 func (l *LoadBalancer) clearCondition(ctx context.Context, svc *corev1.Service) error {
-	return l.conditions.clear(ctx, svc, ConditionAllocated)
+	return errors.Join(l.conditions.clear(ctx, svc, ConditionAllocated), l.conditions.clear(ctx, svc, ConditionProxyNodePorts))
 }
 
 func keyOf(svc *corev1.Service) allocator.Key {
@@ -230,7 +231,7 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 		l.recorder.Eventf(svc, corev1.EventTypeNormal, EventIPAllocated, "Assigned %s from pool %q", joinAddrs(a), a.Pool)
 	}
 	msg := fmt.Sprintf("%s from pool %q", joinAddrs(a), a.Pool)
-	return a, l.setCondition(ctx, svc, metav1.ConditionTrue, EventIPAllocated, msg)
+	return a, errors.Join(l.setCondition(ctx, svc, metav1.ConditionTrue, EventIPAllocated, msg), l.setProxyCondition(ctx, svc, a))
 }
 
 // release frees what the Service holds and retries the Services waiting for an address.
@@ -243,6 +244,7 @@ func (l *LoadBalancer) release(ctx context.Context, svc *corev1.Service) {
 	waiting := l.pendingKeys()
 	l.mu.Unlock()
 	l.conditions.forget(key, ConditionAllocated)
+	l.conditions.forget(key, ConditionProxyNodePorts)
 	if held {
 		l.notifyUsage()
 		klog.FromContext(ctx).V(2).Info("Released", "service", klog.KObj(svc), "ips", a.IPs)

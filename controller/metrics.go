@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, lb *LoadBalancer) *metrics {
 		m.failures.WithLabelValues(string(r))
 	}
 	m.failures.WithLabelValues(EventBadRequest)
-	for _, c := range []string{ConditionAllocated, ConditionAnnounced} {
+	for _, c := range []string{ConditionAllocated, ConditionAnnounced, ConditionProxyNodePorts} {
 		m.conditionWrites.WithLabelValues(c)
 	}
 	if reg != nil {
