@@ -49,10 +49,11 @@ type Desired struct {
 // normalized is a Desired with unmapped addresses, sorted and without duplicates, split
 // by family: the form the table is built from and compared in.
 type normalized struct {
-	ips4, ips6     []netip.Addr
-	open4, open6   []Frontend
-	proxy4, proxy6 []ProxyFrontend
-	masq4, masq6   []Frontend
+	ips4, ips6         []netip.Addr
+	open4, open6       []Frontend
+	proxy4, proxy6     []ProxyFrontend
+	masq4, masq6       []Frontend
+	allowed4, allowed6 []allowed // source ranges of restricted frontends
 }
 
 // normalize validates d and puts it in canonical form.
@@ -75,10 +76,23 @@ func normalize(d Desired) (normalized, error) {
 			return n, err
 		}
 	}
+	// A Proxy frontend is open, unless restricted to source ranges: then it is closed
+	// but for them, even when Open lists it too.
+	restricted := map[Frontend]bool{}
 	open := slices.Clone(d.Open)
 	for _, pf := range d.Proxy {
+		if pf.RestrictSources {
+			restricted[Frontend{IP: pf.IP.Unmap(), Protocol: pf.Protocol, Port: pf.Port}] = true
+			if err := add(pf.IP); err != nil {
+				return n, err
+			}
+			continue
+		}
 		open = append(open, pf.Frontend)
 	}
+	open = slices.DeleteFunc(open, func(f Frontend) bool {
+		return restricted[Frontend{IP: f.IP.Unmap(), Protocol: f.Protocol, Port: f.Port}]
+	})
 	for _, f := range open {
 		if f.Protocol != TCP && f.Protocol != UDP && f.Protocol != SCTP {
 			return n, fmt.Errorf("datapath: %v port %d: %v is not TCP, UDP or SCTP", f.IP, f.Port, f.Protocol)

@@ -118,3 +118,31 @@ func TestFrontendChain(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizeSourceRanges(t *testing.T) {
+	lb := netip.MustParseAddr("203.0.113.7")
+	web := Frontend{IP: lb, Protocol: TCP, Port: 80}
+	// Open lists it too, as the speaker's front door opens every Service port.
+	got, err := normalize(Desired{Open: []Frontend{web}, Proxy: []ProxyFrontend{{Frontend: web, RestrictSources: true,
+		SourceRanges: []netip.Prefix{netip.MustParsePrefix("198.51.100.77/24"), netip.MustParsePrefix("::ffff:192.0.2.0/120")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restricted: closed but for the ranges (masked, unmapped, sorted); the IP is closed.
+	if len(got.open4) != 0 || len(got.ips4) != 1 {
+		t.Errorf("open4 %v, ips4 %v; want no open port and the IP closed", got.open4, got.ips4)
+	}
+	want := []allowed{{web, netip.MustParsePrefix("192.0.2.0/24")}, {web, netip.MustParsePrefix("198.51.100.0/24")}}
+	if !cmp.Equal(want, got.allowed4, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })) {
+		t.Errorf("allowed4 = %v, want %v", got.allowed4, want)
+	}
+	if _, err := normalize(Desired{Proxy: []ProxyFrontend{{Frontend: web, RestrictSources: true,
+		SourceRanges: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}}}}); err == nil {
+		t.Error("an IPv6 range on an IPv4 frontend: no error")
+	}
+	for p, want := range map[string]string{"198.51.100.77/24": "198.51.100.255", "2001:db8::/126": "2001:db8::3", "192.0.2.1/32": "192.0.2.1"} {
+		if got := lastAddr(netip.MustParsePrefix(p)); got != netip.MustParseAddr(want) {
+			t.Errorf("lastAddr(%s) = %s, want %s", p, got, want)
+		}
+	}
+}

@@ -118,7 +118,7 @@ func TestFrontDoor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Status{Present: true, IPs: 2, Open: 3, Chains: 5, Rules: 24}); st != want {
+	if want := (Status{Present: true, IPs: 2, Open: 3, Chains: 5, Rules: 26}); st != want {
 		t.Errorf("Apply: status %+v, want %+v", st, want)
 	}
 

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -61,6 +62,17 @@ type Backend struct {
 type ProxyFrontend struct {
 	Frontend
 	Backends []Backend
+	// RestrictSources lets in only clients in SourceRanges (of the frontend's family; none
+	// means no client): the Service's loadBalancerSourceRanges, which kube-proxy does not
+	// enforce for Proxy-mode IPs.
+	RestrictSources bool
+	SourceRanges    []netip.Prefix
+}
+
+// allowed is one source range of a restricted frontend: an element of the allowed sets.
+type allowed struct {
+	Frontend
+	Source netip.Prefix
 }
 
 // frontendChain names a frontend's chain so that nft(8) can name it too: no spaces, no
@@ -78,7 +90,24 @@ func normalizeProxy(d Desired, n *normalized) error {
 		if len(pf.Backends) > MaxBackends {
 			return fmt.Errorf("datapath: %v %v port %d: %d backends, at most %d", f.IP, f.Protocol, f.Port, len(pf.Backends), MaxBackends)
 		}
-		out := ProxyFrontend{Frontend: f, Backends: make([]Backend, 0, len(pf.Backends))}
+		out := ProxyFrontend{Frontend: f, Backends: make([]Backend, 0, len(pf.Backends)), RestrictSources: pf.RestrictSources}
+		if pf.RestrictSources {
+			for _, r := range pf.SourceRanges {
+				if r.Addr().Is4In6() {
+					r = netip.PrefixFrom(r.Addr().Unmap(), r.Bits()-96)
+				}
+				r = r.Masked()
+				if !r.IsValid() || r.Addr().Is4() != f.IP.Is4() {
+					return fmt.Errorf("datapath: %v %v port %d: source range %v: want a prefix of the frontend's family", f.IP, f.Protocol, f.Port, r)
+				}
+				out.SourceRanges = append(out.SourceRanges, r)
+				if f.IP.Is4() {
+					n.allowed4 = append(n.allowed4, allowed{f, r})
+				} else {
+					n.allowed6 = append(n.allowed6, allowed{f, r})
+				}
+			}
+		}
 		for _, b := range pf.Backends {
 			b.Addr = netip.AddrPortFrom(b.Addr.Addr().Unmap(), b.Addr.Port())
 			a := b.Addr.Addr()
@@ -114,7 +143,41 @@ func normalizeProxy(d Desired, n *normalized) error {
 		slices.SortFunc(*s, compareFrontend)
 		*s = slices.Compact(*s)
 	}
+	for _, s := range []*[]allowed{&n.allowed4, &n.allowed6} {
+		slices.SortFunc(*s, func(a, b allowed) int {
+			if c := compareFrontend(a.Frontend, b.Frontend); c != 0 {
+				return c
+			}
+			return cmp.Or(a.Source.Addr().Compare(b.Source.Addr()), cmp.Compare(a.Source.Bits(), b.Source.Bits()))
+		})
+		*s = slices.Compact(*s)
+	}
 	return nil
+}
+
+// allowedElements are the elements of an allowed set, typed addr . inet_proto .
+// inet_service . addr with intervals: the frontend's fields are their own start and end,
+// the source range is the interval.
+func allowedElements(as []allowed) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(as))
+	for i, a := range as {
+		first, last := a.Source.Masked().Addr(), lastAddr(a.Source)
+		out[i] = nftables.SetElement{
+			Key:    slices.Concat(frontendKey(a.Frontend), first.AsSlice()),
+			KeyEnd: slices.Concat(frontendKey(a.Frontend), last.AsSlice()),
+		}
+	}
+	return out
+}
+
+// lastAddr is the last address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }
 
 // proxyRules counts the rules buildProxy makes: dispatch and masquerade per family, and

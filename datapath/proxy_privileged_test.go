@@ -104,8 +104,9 @@ func newProxyLab(t *testing.T) proxyLab {
 // TestProxy applies Proxy frontends in a node namespace and sends real TCP and UDP from a
 // client: new connections are spread over the node's own endpoints, which see the
 // client's address; a frontend whose backend is another node's NodePort is masqueraded
-// and answered through the node; one without backends drops; the door still closes the
-// other ports; a frontend chain flushed by hand comes back.
+// and answered through the node; one without backends drops; one restricted to source
+// ranges lets the client in only when a range holds it; the door still closes the other
+// ports; a frontend chain flushed by hand comes back.
 func TestProxy(t *testing.T) {
 	if !netnstest.Reexec(t) {
 		return
@@ -129,12 +130,21 @@ func TestProxy(t *testing.T) {
 		fe(lb4, TCP, 8001, []Backend{{Addr: netip.AddrPortFrom(l.other[0], 30080), Masquerade: true}}),
 		fe(lb6, UDP, 8001, []Backend{{Addr: netip.AddrPortFrom(l.other[1], 30080), Masquerade: true}}),
 		fe(lb4, TCP, 8002, nil),
+		// loadBalancerSourceRanges: the client's /24 may, a range without it may not.
+		restricted(fe(lb4, TCP, 8003, local(8080, 0)), "198.18.77.0/24", "198.51.100.0/24"),
+		restricted(fe(lb4, TCP, 8004, local(8080, 0)), "198.51.100.0/24"),
+		restricted(fe(lb6, TCP, 8003, local(8080, 1)), "2001:db8:77::2/128"),
+		restricted(fe(lb6, TCP, 8004, local(8080, 1))),
 	}}
+	// The speaker's front door opens every Service port; restriction wins.
+	for _, pf := range desired.Proxy {
+		desired.Open = append(desired.Open, pf.Frontend)
+	}
 	st, err := tbl.Apply(ctx, desired)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Status{Present: true, IPs: 2, Open: 7, Proxy: 7, Chains: 12, Rules: 31}); st != want {
+	if want := (Status{Present: true, IPs: 2, Open: 7, Proxy: 11, Chains: 16, Rules: 37}); st != want {
 		t.Errorf("Apply: status %+v, want %+v", st, want)
 	}
 
@@ -151,6 +161,8 @@ func TestProxy(t *testing.T) {
 			{"tcp", netip.AddrPortFrom(lb6, 8000), []string{"pod1", "pod2"}, clientAddr6},
 			{"udp", netip.AddrPortFrom(lb6, 8000), []string{"pod1", "pod2"}, clientAddr6},
 			{"tcp", netip.AddrPortFrom(lb4, 8001), []string{"other-node"}, l.otherSide[0]},
+			{"tcp", netip.AddrPortFrom(lb4, 8003), []string{"pod1", "pod2"}, clientAddr4},
+			{"tcp", netip.AddrPortFrom(lb6, 8003), []string{"pod1", "pod2"}, clientAddr6},
 			{"udp", netip.AddrPortFrom(lb6, 8001), []string{"other-node"}, l.otherSide[1]},
 		} {
 			seen := map[string]int{}
@@ -174,13 +186,14 @@ func TestProxy(t *testing.T) {
 				t.Errorf("%s %s: answered by %v, want only %v", c.network, c.addr, seen, c.pods)
 			}
 		}
-		for _, a := range []netip.AddrPort{netip.AddrPortFrom(lb4, 8002), netip.AddrPortFrom(lb4, 22), netip.AddrPortFrom(lb6, 8001)} {
+		for _, a := range []netip.AddrPort{netip.AddrPortFrom(lb4, 8002), netip.AddrPortFrom(lb4, 22), netip.AddrPortFrom(lb6, 8001),
+			netip.AddrPortFrom(lb4, 8004), netip.AddrPortFrom(lb6, 8004)} {
 			if reachable(t, l.client, "tcp", a) {
 				t.Errorf("tcp %s reachable, want dropped", a)
 			}
 		}
 	}
-	t.Run("traffic reaches the backends", check)
+	t.Run("traffic reaches the backends; source ranges hold", check)
 
 	t.Run("a frontend flushed by hand comes back", func(t *testing.T) {
 		rctx, cancel := context.WithCancel(ctx)
@@ -231,4 +244,12 @@ func TestProxyListable(t *testing.T) {
 			t.Errorf("nft list table: no %q in\n%s", want, out)
 		}
 	}
+}
+
+func restricted(pf ProxyFrontend, ranges ...string) ProxyFrontend {
+	pf.RestrictSources = true
+	for _, r := range ranges {
+		pf.SourceRanges = append(pf.SourceRanges, netip.MustParsePrefix(r))
+	}
+	return pf
 }

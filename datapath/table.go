@@ -34,6 +34,8 @@ const (
 	setIPs6         = "lb-ips6"
 	setOpen4        = "open4"
 	setOpen6        = "open6"
+	setAllowed4     = "allowed4"
+	setAllowed6     = "allowed6"
 )
 
 // ICMP types that pass a closed door: errors (unreachable, time exceeded, parameter
@@ -157,12 +159,13 @@ func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(f
 
 // expected is the Status a table built from n reads back as.
 func expected(n normalized) Status {
-	// prerouting's two jumps; per door: established, the ICMP types, the open ports, drop;
+	// prerouting's two jumps; per door: established, the ICMP types, the open ports, the
+	// allowed sources, drop;
 	// then Proxy mode's. Chains: prerouting, the doors, proxy, masquerade, the frontends'.
 	return Status{Present: true, IPs: len(n.ips4) + len(n.ips6), Open: len(n.open4) + len(n.open6),
 		Proxy:  len(n.proxy4) + len(n.proxy6),
 		Chains: 5 + len(n.proxy4) + len(n.proxy6),
-		Rules:  2 + 2*3 + len(icmp4Pass) + len(icmp6Pass) + proxyRules(n)}
+		Rules:  2 + 2*4 + len(icmp4Pass) + len(icmp6Pass) + proxyRules(n)}
 }
 
 func apply(n normalized) error {
@@ -192,12 +195,18 @@ func build(c *nftables.Conn, n normalized) error {
 		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
 	open6 := &nftables.Set{Table: table, Name: setOpen6, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)}
+	// allowed: restricted frontends with their clients' ranges.
+	allowed4 := &nftables.Set{Table: table, Name: setAllowed4, Concatenation: true, Interval: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeIPAddr)}
+	allowed6 := &nftables.Set{Table: table, Name: setAllowed6, Concatenation: true, Interval: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeIP6Addr)}
 	for _, s := range []struct {
 		set   *nftables.Set
 		elems []nftables.SetElement
 	}{
 		{ips4, addrElements(n.ips4)}, {ips6, addrElements(n.ips6)},
 		{open4, frontendElements(n.open4)}, {open6, frontendElements(n.open6)},
+		{allowed4, allowedElements(n.allowed4)}, {allowed6, allowedElements(n.allowed6)},
 	} {
 		if err := c.AddSet(s.set, nil); err != nil {
 			return fmt.Errorf("datapath: set %s: %w", s.set.Name, err)
@@ -230,18 +239,22 @@ func build(c *nftables.Conn, n normalized) error {
 	// The doors: established and related traffic, ICMP that must pass, the open ports,
 	// then drop.
 	for _, d := range []struct {
-		chain  *nftables.Chain
-		icmp   byte
-		types  []byte
-		set    *nftables.Set
-		daddr  expr.Payload
-		l4Reg  uint32
-		prtReg uint32
+		chain   *nftables.Chain
+		icmp    byte
+		types   []byte
+		set     *nftables.Set
+		allowed *nftables.Set
+		daddr   expr.Payload
+		saddr   expr.Payload
+		l4Reg   uint32
+		prtReg  uint32
 	}{
-		{door4, unix.IPPROTO_ICMP, icmp4Pass, open4,
-			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, 9, 10},
-		{door6, unix.IPPROTO_ICMPV6, icmp6Pass, open6,
-			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, 12, 13},
+		{door4, unix.IPPROTO_ICMP, icmp4Pass, open4, allowed4,
+			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			expr.Payload{DestRegister: 11, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, 9, 10},
+		{door6, unix.IPPROTO_ICMPV6, icmp6Pass, open6, allowed6,
+			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+			expr.Payload{DestRegister: 14, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}, 12, 13},
 	} {
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
@@ -260,14 +273,24 @@ func build(c *nftables.Conn, n normalized) error {
 				&expr.Verdict{Kind: expr.VerdictAccept},
 			}})
 		}
-		daddr := d.daddr
+		open := d.daddr
+		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: concat(
+			[]expr.Any{
+				&open,
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: d.l4Reg},
+				&expr.Payload{DestRegister: d.prtReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			},
+			lookup(d.set, 1),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
+		daddr, saddr := d.daddr, d.saddr
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: concat(
 			[]expr.Any{
 				&daddr,
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: d.l4Reg},
 				&expr.Payload{DestRegister: d.prtReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&saddr,
 			},
-			lookup(d.set, 1),
+			lookup(d.allowed, 1),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
 			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop},
@@ -351,6 +374,7 @@ func readTable(elements bool) (Status, error) {
 	}{
 		{setIPs4, &st.IPs}, {setIPs6, &st.IPs}, {setOpen4, &st.Open}, {setOpen6, &st.Open},
 		{mapProxy4, &st.Proxy}, {mapProxy6, &st.Proxy}, {setMasquerade4, nil}, {setMasquerade6, nil},
+		{setAllowed4, nil}, {setAllowed6, nil},
 	} {
 		set, err := c.GetSetByName(table, s.name)
 		if err != nil {

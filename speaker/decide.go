@@ -93,8 +93,10 @@ type Service struct {
 	Ports           []Port
 	Endpoints       []Endpoint
 	// Local are the serving endpoints on this node with their addresses; decisions ignore
-	// them, they ride along for Proxy mode.
-	Local []LocalEndpoint
+	// them, they ride along for Proxy mode, with SourceRanges (loadBalancerSourceRanges;
+	// empty lets every client in).
+	Local        []LocalEndpoint
+	SourceRanges []netip.Prefix
 }
 
 // Input is everything a decision shares across Services.
@@ -161,6 +163,7 @@ type ServiceDecision struct {
 	Ports         []Port
 	TrafficPolicy TrafficPolicy
 	Local         []LocalEndpoint
+	SourceRanges  []netip.Prefix
 }
 
 // decisionFor wraps a Service's IP decisions with what rides along for the datapath; the
@@ -169,7 +172,7 @@ type ServiceDecision struct {
 func decisionFor(svc *Service, ips []IPDecision) ServiceDecision {
 	sd := ServiceDecision{Namespace: svc.Namespace, Name: svc.Name, IPs: ips, Ports: svc.Ports}
 	if slices.ContainsFunc(ips, func(d IPDecision) bool { return d.Proxy }) {
-		sd.TrafficPolicy, sd.Local = svc.TrafficPolicy, svc.Local
+		sd.TrafficPolicy, sd.Local, sd.SourceRanges = svc.TrafficPolicy, svc.Local, svc.SourceRanges
 	}
 	return sd
 }

@@ -18,6 +18,7 @@ func decisionOpts() cmp.Options {
 		cmp.Comparer(func(a, b *config.BGPAdvertisement) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 	}
 }
 

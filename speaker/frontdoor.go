@@ -109,6 +109,7 @@ func (s *Speaker) healthy(node string) bool { return s.health == nil || s.health
 func sameDesired(a, b datapath.Desired) bool {
 	return slices.Equal(a.IPs, b.IPs) && slices.Equal(a.Open, b.Open) &&
 		slices.EqualFunc(a.Proxy, b.Proxy, func(x, y datapath.ProxyFrontend) bool {
-			return x.Frontend == y.Frontend && slices.Equal(x.Backends, y.Backends)
+			return x.Frontend == y.Frontend && slices.Equal(x.Backends, y.Backends) &&
+				x.RestrictSources == y.RestrictSources && slices.Equal(x.SourceRanges, y.SourceRanges)
 		})
 }

@@ -31,3 +31,25 @@ func TestFrontDoor(t *testing.T) {
 		t.Errorf("FrontDoor (-want +got):\n%s", diff)
 	}
 }
+
+func TestSameDesired(t *testing.T) {
+	fe := datapath.ProxyFrontend{Frontend: datapath.Frontend{IP: netip.MustParseAddr("203.0.113.10"), Protocol: datapath.TCP, Port: 80},
+		Backends: []datapath.Backend{{Addr: netip.MustParseAddrPort("198.19.1.2:8080")}}}
+	base := datapath.Desired{Proxy: []datapath.ProxyFrontend{fe}}
+	for name, change := range map[string]func(*datapath.ProxyFrontend){
+		"backend":     func(f *datapath.ProxyFrontend) { f.Backends = nil },
+		"restriction": func(f *datapath.ProxyFrontend) { f.RestrictSources = true },
+		"source range": func(f *datapath.ProxyFrontend) {
+			f.SourceRanges = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+		},
+	} {
+		other := fe
+		change(&other)
+		if sameDesired(base, datapath.Desired{Proxy: []datapath.ProxyFrontend{other}}) {
+			t.Errorf("a changed %s counts as the same", name)
+		}
+	}
+	if !sameDesired(base, datapath.Desired{Proxy: []datapath.ProxyFrontend{fe}}) {
+		t.Error("equal states differ")
+	}
+}

@@ -3,6 +3,7 @@ package speaker
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -67,6 +68,15 @@ func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, self 
 		if ip, err := netip.ParseAddr(ing.IP); err == nil {
 			out.Ingress = append(out.Ingress, Ingress{IP: ip.Unmap()})
 		}
+	}
+	for _, r := range svc.Spec.LoadBalancerSourceRanges {
+		// The apiserver validates them; an unparsable one becomes ::/128, which matches no
+		// client: the Service stays restricted rather than open to all.
+		p, err := netip.ParsePrefix(strings.TrimSpace(r))
+		if err != nil {
+			p = netip.PrefixFrom(netip.IPv6Unspecified(), 128)
+		}
+		out.SourceRanges = append(out.SourceRanges, p)
 	}
 	for _, p := range svc.Spec.Ports {
 		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: string(p.Protocol), Port: uint16(p.Port), NodePort: uint16(p.NodePort)})

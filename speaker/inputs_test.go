@@ -76,7 +76,8 @@ func TestClassesAndServiceFrom(t *testing.T) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"app": "web"}},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080}}},
+			LoadBalancerSourceRanges: []string{"198.51.100.0/24", " 2001:db8::/32 ", "garbage"},
+			Ports:                    []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080}}},
 		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{
 			{IP: "198.18.2.193"}, {Hostname: "lb.example"}, {IP: "2001:db8:18:2::1:5"}}}},
 	}
@@ -110,7 +111,8 @@ func TestClassesAndServiceFrom(t *testing.T) {
 	got := ServiceFrom(svc, slices, "n1")
 	want := Service{Namespace: "ns", Name: "web", Labels: map[string]string{"app": "web"}, TrafficPolicy: TrafficPolicyLocal,
 		Ingress: ingress("198.18.2.193", "2001:db8:18:2::1:5"), Ports: []Port{{Name: "http", Protocol: "TCP", Port: 80, NodePort: 30080}},
-		Endpoints: []Endpoint{{Node: "n1", Ready: true, Serving: true}, {Node: "n2"}, {Node: "n1", Serving: true, Terminating: true}, {Node: "n1"}},
+		Endpoints:    []Endpoint{{Node: "n1", Ready: true, Serving: true}, {Node: "n2"}, {Node: "n1", Serving: true, Terminating: true}, {Node: "n1"}},
+		SourceRanges: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("::/128")},
 		// This node's serving endpoints, with their addresses.
 		Local: []LocalEndpoint{
 			{PortName: "http", Addr: netip.MustParseAddrPort("198.19.1.2:8080"), Ready: true},

@@ -28,8 +28,9 @@ type ProxyNode struct {
 //     endpoint.
 //
 // Ready endpoints are used; when there are none, serving terminating ones, as kube-proxy
-// does. Every node programs every frontend, announcing or not, so that taking an IP over
-// needs no rule change.
+// does. A Service with loadBalancerSourceRanges lets in only clients in those of the IP's
+// family (kube-proxy does not enforce them for Proxy-mode IPs). Every node programs every
+// frontend, announcing or not, so that taking an IP over needs no rule change.
 func ProxyFrontends(d Decisions, others []ProxyNode) []datapath.ProxyFrontend {
 	var out []datapath.ProxyFrontend
 	for _, sd := range d.Services {
@@ -43,10 +44,24 @@ func ProxyFrontends(d Decisions, others []ProxyNode) []datapath.ProxyFrontend {
 					continue
 				}
 				out = append(out, datapath.ProxyFrontend{
-					Frontend: datapath.Frontend{IP: ip.IP, Protocol: proto, Port: p.Port},
-					Backends: proxyBackends(ip.IP.Is4(), p, sd.TrafficPolicy, sd.Local, others),
+					Frontend:        datapath.Frontend{IP: ip.IP, Protocol: proto, Port: p.Port},
+					Backends:        proxyBackends(ip.IP.Is4(), p, sd.TrafficPolicy, sd.Local, others),
+					RestrictSources: len(sd.SourceRanges) > 0,
+					SourceRanges:    rangesOf(ip.IP.Is4(), sd.SourceRanges),
 				})
 			}
+		}
+	}
+	return out
+}
+
+// rangesOf are the source ranges of one family: an IPv4 IP lets in the IPv4 ranges only,
+// so a Service that lists only IPv6 ranges lets no IPv4 client in.
+func rangesOf(v4 bool, ranges []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range ranges {
+		if r.Addr().Unmap().Is4() == v4 {
+			out = append(out, r)
 		}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,7 +29,9 @@ import (
 // client, over TCP and UDP, IPv4 and IPv6: an eTP=Cluster Service is answered by its
 // pods, reached both directly from the owner (the pod sees the client) and through the
 // other nodes' NodePorts (the pod sees the node that forwarded it); nothing in the nodes
-// listens on the NodePort; an eTP=Local Service's pod sees the client's address; a node
+// listens on the NodePort; an eTP=Local Service's pod sees the client's address; a
+// Service whose loadBalancerSourceRanges hold the client answers it, one whose ranges do
+// not (IPv4 only: its IPv6 IP lets nobody in) does not; a node
 // whose kube-proxy stops answering its health check drops out of the owner's backends and
 // gets no connections until it answers again, while the Service keeps answering.
 func TestProxyModeSLO(t *testing.T) {
@@ -47,14 +50,23 @@ func TestProxyModeSLO(t *testing.T) {
 		w.pod(fmt.Sprintf("web-%d", i), n, "web")
 	}
 	w.pod("local-0", w.nodes[0], "local")
+	client := w.site.Network().L2Client
 	for _, s := range []struct {
-		name string
-		etp  corev1.ServiceExternalTrafficPolicy
-	}{{"web", corev1.ServiceExternalTrafficPolicyCluster}, {"local", corev1.ServiceExternalTrafficPolicyLocal}} {
+		name, app string
+		etp       corev1.ServiceExternalTrafficPolicy
+		ranges    []string
+	}{
+		{"web", "web", corev1.ServiceExternalTrafficPolicyCluster, nil},
+		{"local", "local", corev1.ServiceExternalTrafficPolicyLocal, nil},
+		// loadBalancerSourceRanges: the L2 client's addresses, or only someone else's.
+		{"ranged", "web", corev1.ServiceExternalTrafficPolicyCluster, []string{client.Addr4.String() + "/32", client.Addr6.String() + "/128"}},
+		{"fenced", "web", corev1.ServiceExternalTrafficPolicyCluster, []string{"198.51.100.0/24"}},
+	} {
 		w.create(&corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: s.name},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": s.name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": s.app},
 				ExternalTrafficPolicy: s.etp, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyRequireDualStack),
+				LoadBalancerSourceRanges: s.ranges,
 				Ports: []corev1.ServicePort{
 					{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)},
 					{Name: "udp", Protocol: corev1.ProtocolUDP, Port: 80, TargetPort: intstr.FromInt32(8080)},
@@ -63,6 +75,8 @@ func TestProxyModeSLO(t *testing.T) {
 	}
 	webIP, webIP6 := w.ingressIPs(t, "web")
 	localIP, localIP6 := w.ingressIPs(t, "local")
+	rangedIP, rangedIP6 := w.ingressIPs(t, "ranged")
+	fencedIP, fencedIP6 := w.ingressIPs(t, "fenced")
 	svc, err := w.kc.CoreV1().Services("demo").Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +86,7 @@ func TestProxyModeSLO(t *testing.T) {
 			t.Fatalf("web's ingress %s: ipMode %v, want Proxy", ing.IP, ing.IPMode)
 		}
 	}
-	ownerOf := func(t *testing.T, ip netip.Addr) string { t.Helper(); return w.waitAgree(t, 2)[ip.String()] }
-	client := w.site.Network().L2Client
+	ownerOf := func(t *testing.T, ip netip.Addr) string { t.Helper(); return w.waitAgree(t, 4)[ip.String()] }
 	owner := ownerOf(t, webIP)
 	t.Logf("web %s %s and local %s %s; web's IPv4 owner %s", webIP, webIP6, localIP, localIP6, owner)
 
@@ -158,6 +171,69 @@ func TestProxyModeSLO(t *testing.T) {
 					t.Errorf("%s %s: pods %v, paths %v; want local-0 seeing the client each time", network, ip, pods, paths)
 				}
 			}
+		}
+	})
+
+	t.Run("loadBalancerSourceRanges", func(t *testing.T) {
+		for _, ip := range []netip.Addr{rangedIP, rangedIP6} {
+			for _, network := range []string{"tcp", "udp"} {
+				if pods, _ := spread(t, network, ip, 3); pods["web-0"]+pods["web-1"]+pods["web-2"] != 3 {
+					t.Errorf("%s %s, the client in range: answered by %v", network, ip, pods)
+				}
+			}
+		}
+		for _, ip := range []netip.Addr{fencedIP, fencedIP6} {
+			for _, network := range []string{"tcp", "udp"} {
+				actx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+				r, err := echo.Ask(actx, client.NS, network, netip.AddrPortFrom(ip, 80))
+				cancel()
+				if err == nil {
+					t.Errorf("%s %s, the client out of range: answered by %s", network, ip, r.Pod)
+				}
+			}
+		}
+	})
+
+	t.Run("throughput: LB IP against the NodePort", func(t *testing.T) {
+		// The same pod (local-0) by two paths into its node: the LB IP, which berth's table
+		// DNATs, and the node's primary address and NodePort, which kube-proxy DNATs. The
+		// L2 client reaches that address through the node's L2 address.
+		node := w.site.Network().Node(w.nodes[0])
+		if err := client.NS.Batch(ctx, fmt.Sprintf("route add %s/32 via %s", node.Addr4, node.L2Addr4)); err != nil {
+			t.Fatal(err)
+		}
+		defer client.NS.Batch(context.Background(), fmt.Sprintf("route del %s/32", node.Addr4))
+		local, err := w.kc.CoreV1().Services("demo").Get(ctx, "local", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := map[string]netip.AddrPort{
+			"LB IP":    netip.AddrPortFrom(localIP, 80),
+			"NodePort": netip.AddrPortFrom(node.Addr4, uint16(local.Spec.Ports[0].NodePort)),
+		}
+		samples := map[string][]float64{}
+		order := []string{"LB IP", "NodePort"}
+		for run := range 6 {
+			if run%2 == 1 {
+				slices.Reverse(order) // alternate which goes first
+			}
+			for _, p := range order {
+				bps, err := echo.Pull(ctx, client.NS, paths[p], time.Second)
+				if err != nil {
+					t.Fatalf("%s %s: %v", p, paths[p], err)
+				}
+				if run > 0 { // the first run warms caches and conntrack
+					samples[p] = append(samples[p], bps*8/1e9)
+				}
+			}
+		}
+		median := func(xs []float64) float64 { s := slices.Clone(xs); slices.Sort(s); return s[len(s)/2] }
+		lb, np := median(samples["LB IP"]), median(samples["NodePort"])
+		ratio := lb / np
+		t.Logf("FIGURE throughput to one pod, 5 alternated 1 s pulls each: LB IP (berth's DNAT) median %.2f Gbit/s %v, NodePort (kube-proxy's DNAT) median %.2f Gbit/s %v; ratio %.2f (CI bound ≥ 0.8, goal ≥ 0.9)",
+			lb, samples["LB IP"], np, samples["NodePort"], ratio)
+		if ratio < 0.8 {
+			t.Errorf("LB IP throughput is %.2f of the NodePort's, want ≥ 0.8", ratio)
 		}
 	})
 

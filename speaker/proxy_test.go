@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -73,5 +74,29 @@ func TestProxyNodes(t *testing.T) {
 	want := []ProxyNode{{Name: "a", Addrs: a, Healthy: true}, {Name: "c", Addrs: a}}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
 		t.Errorf("proxyNodes (-want +got):\n%s", diff)
+	}
+}
+
+func TestProxySourceRanges(t *testing.T) {
+	lb, lb6 := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:113::10")
+	v4 := netip.MustParsePrefix("198.51.100.0/24")
+	d := Decisions{Services: []ServiceDecision{
+		{Name: "restricted", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}, {IP: lb6, Pool: "p", Proxy: true}},
+			Ports: []Port{{Protocol: "TCP", Port: 80}}, SourceRanges: []netip.Prefix{v4}},
+		{Name: "open", IPs: []IPDecision{{IP: netip.MustParseAddr("203.0.113.11"), Pool: "p", Proxy: true}}, Ports: []Port{{Protocol: "TCP", Port: 80}}},
+	}}
+	got := ProxyFrontends(d, nil)
+	if len(got) != 3 {
+		t.Fatalf("%d frontends, want 3", len(got))
+	}
+	// IPv4 lets in its range; IPv6, with no range of its family, nobody; the other all.
+	if !got[0].RestrictSources || !slices.Equal(got[0].SourceRanges, []netip.Prefix{v4}) {
+		t.Errorf("IPv4: %+v, want restricted to %s", got[0], v4)
+	}
+	if !got[1].RestrictSources || len(got[1].SourceRanges) != 0 {
+		t.Errorf("IPv6: %+v, want restricted to nobody", got[1])
+	}
+	if got[2].RestrictSources {
+		t.Errorf("without ranges: %+v, want open to all", got[2])
 	}
 }

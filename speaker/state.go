@@ -349,6 +349,7 @@ func (s *State) count(sd ServiceDecision, delta int) {
 
 func sameDecision(a, b ServiceDecision) bool {
 	return slices.Equal(a.Ports, b.Ports) && a.TrafficPolicy == b.TrafficPolicy && slices.Equal(a.Local, b.Local) &&
+		slices.Equal(a.SourceRanges, b.SourceRanges) &&
 		slices.EqualFunc(a.IPs, b.IPs, func(x, y IPDecision) bool {
 			return x.IP == y.IP && x.Pool == y.Pool && x.Proxy == y.Proxy &&
 				x.L2.Announce == y.L2.Announce && x.L2.Reason == y.L2.Reason && x.L2.Owner == y.L2.Owner &&

@@ -31,6 +31,7 @@ type request struct {
 	Serve *Config       `json:"serve,omitempty"`
 	Ask   *askRequest   `json:"ask,omitempty"`
 	Probe *probeRequest `json:"probe,omitempty"`
+	Pull  *pullRequest  `json:"pull,omitempty"`
 }
 
 type askRequest struct {
@@ -72,6 +73,14 @@ func childMain(v string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		return 0
+	case req.Pull != nil:
+		out, err := pull(*req.Pull)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		os.Stdout.Write(out)
 		return 0
 	case req.Ask != nil:
 		out, err := ask(*req.Ask)
@@ -162,13 +171,27 @@ func Ask(ctx context.Context, ns netns.NS, network string, addr netip.AddrPort) 
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
-	b, err := json.Marshal(request{Ask: &askRequest{Network: network, Addr: addr, Timeout: timeout}})
+	out, err := runChild(ctx, ns, request{Ask: &askRequest{Network: network, Addr: addr, Timeout: timeout}})
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, fmt.Errorf("ask %s %s from %s: %w", network, addr, nsName(ns), err)
+	}
+	r, err := ParseReply(string(out))
+	if err != nil {
+		return Reply{}, fmt.Errorf("ask %s %s from %s: %w", network, addr, nsName(ns), err)
+	}
+	return r, nil
+}
+
+// runChild runs the running binary as an echo child doing req in ns (the host's namespace
+// when empty) and returns what it printed.
+func runChild(ctx context.Context, ns netns.NS, req request) ([]byte, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return Reply{}, fmt.Errorf("ask %s %s: find the running binary: %w", network, addr, err)
+		return nil, fmt.Errorf("find the running binary: %w", err)
 	}
 	var cmd *exec.Cmd
 	if ns == "" {
@@ -180,13 +203,9 @@ func Ask(ctx context.Context, ns netns.NS, network string, addr netip.AddrPort) 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return Reply{}, fmt.Errorf("ask %s %s from %s: %w: %s", network, addr, nsName(ns), err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	r, err := ParseReply(stdout.String())
-	if err != nil {
-		return Reply{}, fmt.Errorf("ask %s %s from %s: %w", network, addr, nsName(ns), err)
-	}
-	return r, nil
+	return stdout.Bytes(), nil
 }
 
 func nsName(ns netns.NS) string {

@@ -142,6 +142,10 @@ func Serve(ctx context.Context, cfg Config, ready func()) error {
 }
 
 func answerHTTP(pod string, w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == BulkPath {
+		serveBulk(w)
+		return
+	}
 	client, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		http.Error(w, "unparsable client address "+r.RemoteAddr, http.StatusInternalServerError)

@@ -99,6 +99,12 @@ func TestPodNamespace(t *testing.T) {
 			}
 		}
 	}
+	// Bulk: the client pulls zeros for a while and gets a throughput.
+	bps, err := echo.Pull(ctx, client, netip.AddrPortFrom(podAddrs[0].Addr(), 8080), 200*time.Millisecond)
+	if err != nil || bps < 1<<20 {
+		t.Errorf("pull from web-1: %.0f B/s, %v; want at least 1 MiB/s over a veth", bps, err)
+	}
+	t.Logf("pull over a veth pair: %.1f Gbit/s", bps*8/1e9)
 	if err := p.Stop(time.Second); err != nil {
 		t.Fatal(err)
 	}
