@@ -146,3 +146,16 @@ func TestNormalizeSourceRanges(t *testing.T) {
 		}
 	}
 }
+
+func TestAssignIDs(t *testing.T) {
+	f := func(port uint16) ProxyFrontend {
+		return ProxyFrontend{Frontend: Frontend{IP: netip.MustParseAddr("203.0.113.1"), Protocol: TCP, Port: port}}
+	}
+	was := map[Frontend]uint32{f(80).Frontend: 0, f(81).Frontend: 1, f(82).Frontend: 2}
+	// 81 goes, 80 and 82 keep theirs; the new ones take 1 and then 3.
+	got := assignIDs(was, []ProxyFrontend{f(80), f(82), f(90), f(91)})
+	want := map[Frontend]uint32{f(80).Frontend: 0, f(82).Frontend: 2, f(90).Frontend: 1, f(91).Frontend: 3}
+	if !cmp.Equal(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })) {
+		t.Errorf("assignIDs = %v, want %v", got, want)
+	}
+}

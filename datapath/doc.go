@@ -9,7 +9,11 @@
 // is never confirmed, so a port scan costs none, and a packet to a BGP-announced IPv4
 // address that is not local is not routed back to the router until its TTL runs out.
 //
-// Every Apply replaces the whole table in one netlink batch (add, delete, add the table,
-// then sets with their elements, chains and rules), so the kernel never holds half of
-// it. Run re-applies the last state when the table drifted (a rule deleted by hand).
+// Proxy mode: each Service port of a Proxy-mode IP is a frontend whose new connections
+// are DNATed to a random backend (this node's endpoints, other nodes' NodePorts with
+// masquerade), optionally only from its source ranges.
+//
+// The first Apply builds the whole table in one netlink batch; later ones send only what
+// changed, also in one batch, so the kernel never holds half of either. Run builds the
+// table again when it drifted (a rule deleted by hand).
 package datapath

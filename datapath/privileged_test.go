@@ -118,8 +118,12 @@ func TestFrontDoor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Status{Present: true, IPs: 2, Open: 3, Chains: 5, Rules: 26}); st != want {
+	want := Status{Present: true, IPs: 2, Open: 3, Chains: 5, Rules: 26}
+	if st != want {
 		t.Errorf("Apply: status %+v, want %+v", st, want)
+	}
+	if read, err := tbl.Status(); err != nil || read != want {
+		t.Errorf("read back: %+v, %v; want %+v", read, err, want)
 	}
 
 	check := func(t *testing.T) {

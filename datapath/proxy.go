@@ -155,21 +155,6 @@ func normalizeProxy(d Desired, n *normalized) error {
 	return nil
 }
 
-// allowedElements are the elements of an allowed set, typed addr . inet_proto .
-// inet_service . addr with intervals: the frontend's fields are their own start and end,
-// the source range is the interval.
-func allowedElements(as []allowed) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(as))
-	for i, a := range as {
-		first, last := a.Source.Masked().Addr(), lastAddr(a.Source)
-		out[i] = nftables.SetElement{
-			Key:    slices.Concat(frontendKey(a.Frontend), first.AsSlice()),
-			KeyEnd: slices.Concat(frontendKey(a.Frontend), last.AsSlice()),
-		}
-	}
-	return out
-}
-
 // lastAddr is the last address of p.
 func lastAddr(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().AsSlice()
@@ -180,45 +165,18 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// proxyRules counts the rules buildProxy makes: dispatch and masquerade per family, and
-// one per frontend.
+// proxyRules counts the rules of Proxy mode: dispatch and masquerade per family, and one
+// per frontend.
 func proxyRules(n normalized) int { return 4 + len(n.proxy4) + len(n.proxy6) }
 
-// buildProxy queues the Proxy-mode chains, maps and rules on c.
-func buildProxy(c *nftables.Conn, n normalized) error {
-	verdictMap := func(name string, key nftables.SetDatatype) *nftables.Set {
-		return &nftables.Set{Table: table, Name: name, IsMap: true, Concatenation: true, KeyType: key, DataType: nftables.TypeVerdict}
-	}
-	proxy4 := verdictMap(mapProxy4, nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService))
-	proxy6 := verdictMap(mapProxy6, nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService))
-	masq4 := &nftables.Set{Table: table, Name: setMasquerade4, Concatenation: true, KeyType: proxy4.KeyType}
-	masq6 := &nftables.Set{Table: table, Name: setMasquerade6, Concatenation: true, KeyType: proxy6.KeyType}
-	// The frontends' chains first: the dispatch maps' elements name them. Their rules
-	// come after the backend maps they look up.
-	chains := map[Frontend]*nftables.Chain{}
-	for _, pf := range slices.Concat(n.proxy4, n.proxy6) {
-		chains[pf.Frontend] = c.AddChain(&nftables.Chain{Name: frontendChain(pf.Frontend), Table: table})
-	}
-	// Maps are bound by rules before their elements are added: binding a map to a rule
-	// walks its elements.
-	sets := []setElements{
-		{proxy4, dispatchElements(n.proxy4)}, {proxy6, dispatchElements(n.proxy6)},
-		{masq4, frontendElements(n.masq4)}, {masq6, frontendElements(n.masq6)},
-	}
-	shards4, shards6 := backendShards(n.proxy4, false), backendShards(n.proxy6, true)
-	sets = slices.Concat(sets, shards4, shards6)
-	for _, s := range sets {
-		if err := c.AddSet(s.set, nil); err != nil {
-			return fmt.Errorf("datapath: set %s: %w", s.set.Name, err)
-		}
-	}
-
+// addProxyChains queues Proxy mode's fixed chains and rules on c: the dispatch from a
+// frontend to its chain, and the masquerade. sets holds the batch's fixed sets.
+func addProxyChains(c *nftables.Conn, sets map[string]*nftables.Set) {
 	policy := nftables.ChainPolicyAccept
 	pre := c.AddChain(&nftables.Chain{Name: chainProxy, Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(proxyPriority), Policy: &policy})
 	post := c.AddChain(&nftables.Chain{Name: chainMasquerade, Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityRef(masqPriority), Policy: &policy})
-
 	for _, fam := range []struct {
 		proto        byte
 		dispatch     *nftables.Set
@@ -226,8 +184,8 @@ func buildProxy(c *nftables.Conn, n normalized) error {
 		daddr        expr.Payload
 		l4Reg, prReg uint32
 	}{
-		{unix.NFPROTO_IPV4, proxy4, masq4, expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, 9, 10},
-		{unix.NFPROTO_IPV6, proxy6, masq6, expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, 12, 13},
+		{unix.NFPROTO_IPV4, sets[mapProxy4], sets[setMasquerade4], expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, 9, 10},
+		{unix.NFPROTO_IPV6, sets[mapProxy6], sets[setMasquerade6], expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, 12, 13},
 	} {
 		key := func() []expr.Any {
 			daddr := fam.daddr
@@ -252,42 +210,20 @@ func buildProxy(c *nftables.Conn, n normalized) error {
 			nfproto(fam.proto), key(), lookup(fam.masq, 1),
 			[]expr.Any{&expr.Masq{}})})
 	}
-
-	for _, fam := range []struct {
-		frontends []ProxyFrontend
-		shards    []setElements
-	}{{n.proxy4, shards4}, {n.proxy6, shards6}} {
-		for idx, pf := range fam.frontends {
-			ch := chains[pf.Frontend]
-			exprs := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
-			if len(pf.Backends) > 0 {
-				exprs = dnatExprs(fam.shards[idx/frontendsPerShard].set, uint32(idx), pf)
-			}
-			c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: exprs})
-		}
-	}
-	for _, s := range sets {
-		for elems := range slices.Chunk(s.elems, elementsPerMessage) {
-			if err := c.SetAddElements(s.set, elems); err != nil {
-				return fmt.Errorf("datapath: elements of %s: %w", s.set.Name, err)
-			}
-		}
-	}
-	return nil
 }
 
-// dnatExprs is `dnat to <backends map> [ idx . numgen random mod len(backends) ]`, with
-// the frontend's backends in its shard of the family's backend maps under idx.
-func dnatExprs(backends *nftables.Set, idx uint32, pf ProxyFrontend) []expr.Any {
+// dnatExprs is `dnat to <shard> [ idx . numgen random mod modulus ]`: the key is two
+// 32-bit registers, 8 and 9 (NFT_REG32_00, _01); the address lands in register 1 and the
+// port after it (register 9 for IPv4, 2 for IPv6).
+func dnatExprs(shard *nftables.Set, idx, modulus uint32, v6 bool) []expr.Any {
 	family, protoReg := uint32(unix.NFPROTO_IPV4), uint32(9)
-	if pf.IP.Is6() {
+	if v6 {
 		family, protoReg = unix.NFPROTO_IPV6, 2
 	}
-	// The key is two 32-bit registers: 8 and 9 (NFT_REG32_00, _01).
 	return []expr.Any{
 		&expr.Immediate{Register: 8, Data: binaryutil.NativeEndian.PutUint32(idx)},
-		&expr.Numgen{Register: 9, Modulus: uint32(len(pf.Backends)), Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: 8, SetName: backends.Name, SetID: backends.ID, IsDestRegSet: true, DestRegister: 1},
+		&expr.Numgen{Register: 9, Modulus: modulus, Type: unix.NFT_NG_RANDOM},
+		&expr.Lookup{SourceRegister: 8, SetName: shard.Name, SetID: shard.ID, IsDestRegSet: true, DestRegister: 1},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: family, RegAddrMin: 1, RegProtoMin: protoReg, Specified: true},
 	}
 }
@@ -299,45 +235,7 @@ func dnatExprs(backends *nftables.Set, idx uint32, pf ProxyFrontend) []expr.Any 
 // either.
 const frontendsPerShard = 64
 
-type setElements struct {
-	set   *nftables.Set
-	elems []nftables.SetElement
-}
-
-// backendShards are the backend maps of one family's frontends: shard k holds the
-// backends of frontends 64k … 64k+63, keyed by the frontend's index and the backend's.
-func backendShards(fs []ProxyFrontend, v6 bool) []setElements {
-	// Typed mark . mark rather than integer . integer: nft(8) cannot print a concatenation
-	// of integers without a length (it aborts listing the table).
-	key := nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeMark)
-	data, name := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService), mapBackends4
-	if v6 {
-		data, name = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService), mapBackends6
-	}
-	var out []setElements
-	for k, shard := range slices.Collect(slices.Chunk(fs, frontendsPerShard)) {
-		se := setElements{set: &nftables.Set{Table: table, Name: fmt.Sprintf("%s-%d", name, k), IsMap: true, Concatenation: true, KeyType: key, DataType: data}}
-		for i, f := range shard {
-			idx := uint32(k*frontendsPerShard + i)
-			for j, b := range f.Backends {
-				a := b.Addr.Addr().AsSlice()
-				val := make([]byte, len(a)+4)
-				copy(val, a)
-				val[len(a)], val[len(a)+1] = byte(b.Addr.Port()>>8), byte(b.Addr.Port())
-				se.elems = append(se.elems, nftables.SetElement{Key: slices.Concat(binaryutil.NativeEndian.PutUint32(idx), binaryutil.NativeEndian.PutUint32(uint32(j))), Val: val})
-			}
-		}
-		out = append(out, se)
-	}
-	return out
-}
-
-// dispatchElements maps each frontend to a goto to its chain.
-func dispatchElements(fs []ProxyFrontend) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(fs))
-	for i, f := range fs {
-		out[i] = nftables.SetElement{Key: frontendKey(f.Frontend),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: frontendChain(f.Frontend)}}
-	}
-	return out
+// markPair is a backend map key: two 32-bit values in host order.
+func markPair(a, b uint32) []byte {
+	return slices.Concat(binaryutil.NativeEndian.PutUint32(a), binaryutil.NativeEndian.PutUint32(b))
 }

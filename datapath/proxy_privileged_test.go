@@ -144,8 +144,12 @@ func TestProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Status{Present: true, IPs: 2, Open: 7, Proxy: 11, Chains: 16, Rules: 37}); st != want {
+	want := Status{Present: true, IPs: 2, Open: 7, Proxy: 11, Chains: 16, Rules: 37}
+	if st != want {
 		t.Errorf("Apply: status %+v, want %+v", st, want)
+	}
+	if read, err := tbl.Status(); err != nil || read != want {
+		t.Errorf("read back: %+v, %v; want %+v", read, err, want)
 	}
 
 	check := func(t *testing.T) {

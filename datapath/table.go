@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -70,6 +69,14 @@ type Status struct {
 type Table struct {
 	mu   sync.Mutex
 	last *normalized // last state applied; nil before the first Apply or after Remove
+	// ids are the frontends' backend map indexes in the table; nil when the next Apply
+	// builds it whole. The table's content is derived again from last and ids when a
+	// change needs it rather than kept: at 10,000 Services it would be megabytes that a
+	// speaker holds for nothing between changes.
+	ids *[2]map[Frontend]uint32
+	// builds counts whole-table batches (first, fallback, repair): a change should not
+	// need one.
+	builds int
 }
 
 // NewTable returns a Table; it changes nothing until Apply.
@@ -90,7 +97,9 @@ func dial() (*nftables.Conn, error) {
 
 var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 
-// Apply makes the table exactly d, in one batch, and reads it back.
+// Apply makes the table exactly d, in one batch: the whole table the first time (and after
+// a failure or Remove), else only what changed since the last Apply, so that a change to
+// one Service touches its own elements and chains. It returns what the table now holds.
 func (t *Table) Apply(ctx context.Context, d Desired) (Status, error) {
 	n, err := normalize(d)
 	if err != nil {
@@ -98,19 +107,40 @@ func (t *Table) Apply(ctx context.Context, d Desired) (Status, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := apply(n); err != nil {
-		t.last = nil // nothing for Run to repair until an Apply succeeds
+	var old *model
+	if t.ids != nil {
+		old = newModel(*t.last, *t.ids)
+	}
+	var was [2]map[Frontend]uint32
+	if t.ids != nil {
+		was = *t.ids
+	}
+	m := newModel(n, was)
+	if old == nil {
+		t.builds++
+	}
+	err = apply(old, m)
+	if err != nil && old != nil {
+		// The kernel held something else than the last model (an element deleted by
+		// hand makes its deletion fail): build the whole table instead.
+		t.builds++
+		err = apply(nil, m)
+	}
+	if err != nil {
+		t.last, t.ids = nil, nil // nothing for Run to repair until an Apply succeeds
 		return Status{}, err
 	}
-	t.last = &n
-	return read()
+	t.last, t.ids = &n, &m.ids
+	// The kernel took the batch whole, so the table is what it carried; reading 4,000
+	// chains back cost more than a change (Status and Run read back).
+	return expected(n), nil
 }
 
 // Remove deletes the table; a missing table is no error.
 func (t *Table) Remove(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.last = nil
+	t.last, t.ids = nil, nil
 	c, err := dial()
 	if err != nil {
 		return err
@@ -147,7 +177,8 @@ func (t *Table) Run(ctx context.Context, interval time.Duration, repaired func(f
 			want := expected(*t.last)
 			want.IPs, want.Open, want.Proxy = 0, 0, 0
 			if rerr != nil || found != want {
-				err := errors.Join(rerr, apply(*t.last))
+				t.builds++
+				err := errors.Join(rerr, apply(nil, newModel(*t.last, *t.ids)))
 				if repaired != nil {
 					repaired(found, want, err)
 				}
@@ -168,12 +199,19 @@ func expected(n normalized) Status {
 		Rules:  2 + 2*4 + len(icmp4Pass) + len(icmp6Pass) + proxyRules(n)}
 }
 
-func apply(n normalized) error {
+// apply sends one batch: the whole table holding next when old is nil, else what turns
+// old into next.
+func apply(old, next *model) error {
 	c, err := dial()
 	if err != nil {
 		return err
 	}
-	if err := build(c, n); err != nil {
+	if old == nil {
+		err = build(c, next)
+	} else {
+		err = applyDiff(c, old, next, map[string]*nftables.Set{})
+	}
+	if err != nil {
 		return err // the batch is dropped unsent
 	}
 	if err := c.Flush(); err != nil {
@@ -182,41 +220,24 @@ func apply(n normalized) error {
 	return nil
 }
 
-// build queues the whole table on c: added, deleted and added again (so the delete never
-// fails on a missing table), then its sets, chains and rules.
-func build(c *nftables.Conn, n normalized) error {
+// build queues the whole table holding m on c: added, deleted and added again (so the
+// delete never fails on a missing table), then its fixed sets, chains and rules, then
+// m's frontend chains and elements.
+func build(c *nftables.Conn, m *model) error {
 	c.AddTable(table)
 	c.DelTable(table)
 	c.AddTable(table)
 
-	ips4 := &nftables.Set{Table: table, Name: setIPs4, KeyType: nftables.TypeIPAddr}
-	ips6 := &nftables.Set{Table: table, Name: setIPs6, KeyType: nftables.TypeIP6Addr}
-	open4 := &nftables.Set{Table: table, Name: setOpen4, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
-	open6 := &nftables.Set{Table: table, Name: setOpen6, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)}
-	// allowed: restricted frontends with their clients' ranges.
-	allowed4 := &nftables.Set{Table: table, Name: setAllowed4, Concatenation: true, Interval: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeIPAddr)}
-	allowed6 := &nftables.Set{Table: table, Name: setAllowed6, Concatenation: true, Interval: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService, nftables.TypeIP6Addr)}
-	for _, s := range []struct {
-		set   *nftables.Set
-		elems []nftables.SetElement
-	}{
-		{ips4, addrElements(n.ips4)}, {ips6, addrElements(n.ips6)},
-		{open4, frontendElements(n.open4)}, {open6, frontendElements(n.open6)},
-		{allowed4, allowedElements(n.allowed4)}, {allowed6, allowedElements(n.allowed6)},
-	} {
-		if err := c.AddSet(s.set, nil); err != nil {
-			return fmt.Errorf("datapath: set %s: %w", s.set.Name, err)
+	sets := map[string]*nftables.Set{}
+	for _, name := range fixedSets {
+		s := setDef(name)
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("datapath: set %s: %w", name, err)
 		}
-		for elems := range slices.Chunk(s.elems, elementsPerMessage) {
-			if err := c.SetAddElements(s.set, elems); err != nil {
-				return fmt.Errorf("datapath: elements of %s: %w", s.set.Name, err)
-			}
-		}
+		sets[name] = s
 	}
+	ips4, ips6, open4, open6 := sets[setIPs4], sets[setIPs6], sets[setOpen4], sets[setOpen6]
+	allowed4, allowed6 := sets[setAllowed4], sets[setAllowed6]
 
 	policy := nftables.ChainPolicyAccept
 	pre := c.AddChain(&nftables.Chain{Name: chainPrerouting, Table: table, Type: nftables.ChainTypeFilter,
@@ -296,7 +317,8 @@ func build(c *nftables.Conn, n normalized) error {
 			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop},
 		}})
 	}
-	return buildProxy(c, n)
+	addProxyChains(c, sets)
+	return applyDiff(c, &model{}, m, sets)
 }
 
 func nfproto(p byte) []expr.Any {
@@ -314,22 +336,6 @@ func concat(parts ...[]expr.Any) []expr.Any {
 	var out []expr.Any
 	for _, p := range parts {
 		out = append(out, p...)
-	}
-	return out
-}
-
-func addrElements[A interface{ AsSlice() []byte }](as []A) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(as))
-	for i, a := range as {
-		out[i] = nftables.SetElement{Key: a.AsSlice()}
-	}
-	return out
-}
-
-func frontendElements(fs []Frontend) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(fs))
-	for i, f := range fs {
-		out[i] = nftables.SetElement{Key: frontendKey(f)}
 	}
 	return out
 }
