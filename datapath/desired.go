@@ -81,8 +81,11 @@ func normalize(d Desired) (normalized, error) {
 	restricted := map[Frontend]bool{}
 	open := slices.Clone(d.Open)
 	for _, pf := range d.Proxy {
+		if err := validFrontend(pf.Frontend); err != nil {
+			return n, err
+		}
 		if pf.RestrictSources {
-			restricted[Frontend{IP: pf.IP.Unmap(), Protocol: pf.Protocol, Port: pf.Port}] = true
+			restricted[pf.unmapped()] = true
 			if err := add(pf.IP); err != nil {
 				return n, err
 			}
@@ -90,20 +93,15 @@ func normalize(d Desired) (normalized, error) {
 		}
 		open = append(open, pf.Frontend)
 	}
-	open = slices.DeleteFunc(open, func(f Frontend) bool {
-		return restricted[Frontend{IP: f.IP.Unmap(), Protocol: f.Protocol, Port: f.Port}]
-	})
+	open = slices.DeleteFunc(open, func(f Frontend) bool { return restricted[f.unmapped()] })
 	for _, f := range open {
-		if f.Protocol != TCP && f.Protocol != UDP && f.Protocol != SCTP {
-			return n, fmt.Errorf("datapath: %v port %d: %v is not TCP, UDP or SCTP", f.IP, f.Port, f.Protocol)
-		}
-		if f.Port == 0 {
-			return n, fmt.Errorf("datapath: %v %v: port 0", f.IP, f.Protocol)
+		if err := validFrontend(f); err != nil {
+			return n, err
 		}
 		if err := add(f.IP); err != nil {
 			return n, err
 		}
-		f.IP = f.IP.Unmap()
+		f = f.unmapped()
 		if f.IP.Is4() {
 			n.open4 = append(n.open4, f)
 		} else {
@@ -122,6 +120,23 @@ func normalize(d Desired) (normalized, error) {
 		*s = slices.Compact(*s)
 	}
 	return n, nil
+}
+
+// validFrontend checks a frontend's protocol and port.
+func validFrontend(f Frontend) error {
+	if f.Protocol != TCP && f.Protocol != UDP && f.Protocol != SCTP {
+		return fmt.Errorf("datapath: %v port %d: %v is not TCP, UDP or SCTP", f.IP, f.Port, f.Protocol)
+	}
+	if f.Port == 0 {
+		return fmt.Errorf("datapath: %v %v: port 0", f.IP, f.Protocol)
+	}
+	return nil
+}
+
+// unmapped is f with an IPv4-mapped IPv6 address as IPv4.
+func (f Frontend) unmapped() Frontend {
+	f.IP = f.IP.Unmap()
+	return f
 }
 
 func compareFrontend(a, b Frontend) int {

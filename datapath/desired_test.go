@@ -140,6 +140,17 @@ func TestNormalizeSourceRanges(t *testing.T) {
 		SourceRanges: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}}}}); err == nil {
 		t.Error("an IPv6 range on an IPv4 frontend: no error")
 	}
+	// Nested ranges: the kernel refuses overlapping intervals, so only the outer stays.
+	got, err = normalize(Desired{Proxy: []ProxyFrontend{{Frontend: web, RestrictSources: true,
+		SourceRanges: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.51.0.0/16"),
+			netip.MustParsePrefix("192.0.2.0/25"), netip.MustParsePrefix("192.0.2.128/25"), netip.MustParsePrefix("198.51.100.7/32")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []allowed{{web, netip.MustParsePrefix("192.0.2.0/25")}, {web, netip.MustParsePrefix("192.0.2.128/25")}, {web, netip.MustParsePrefix("198.51.0.0/16")}}
+	if !cmp.Equal(want, got.allowed4, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })) {
+		t.Errorf("nested: allowed4 = %v, want %v", got.allowed4, want)
+	}
 	for p, want := range map[string]string{"198.51.100.77/24": "198.51.100.255", "2001:db8::/126": "2001:db8::3", "192.0.2.1/32": "192.0.2.1"} {
 		if got := lastAddr(netip.MustParsePrefix(p)); got != netip.MustParseAddr(want) {
 			t.Errorf("lastAddr(%s) = %s, want %s", p, got, want)

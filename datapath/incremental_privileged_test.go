@@ -58,12 +58,14 @@ func TestApplyChanges(t *testing.T) {
 		if rng.IntN(4) != 0 {
 			return false, nil
 		}
+		// Some nest (a /16 holding /24s; everything): the kernel refuses overlaps.
 		var rs []netip.Prefix
-		for range rng.IntN(3) {
+		for range rng.IntN(4) {
+			bits := []int{16, 24, 24, 0}[rng.IntN(4)]
 			if v4 {
-				rs = append(rs, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, byte(rng.IntN(4)), 0}), 24))
+				rs = append(rs, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, byte(rng.IntN(4)), 0}), bits).Masked())
 			} else {
-				rs = append(rs, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x51, byte(rng.IntN(4))}), 48))
+				rs = append(rs, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x51, byte(rng.IntN(4))}), bits*2).Masked())
 			}
 		}
 		return true, rs

@@ -85,22 +85,18 @@ func frontendChain(f Frontend) string {
 // masqueraded backends, with the frontend's protocol, form the masquerade sets.
 func normalizeProxy(d Desired, n *normalized) error {
 	for _, pf := range d.Proxy {
-		f := pf.Frontend
-		f.IP = f.IP.Unmap()
+		f := pf.unmapped()
 		if len(pf.Backends) > MaxBackends {
 			return fmt.Errorf("datapath: %v %v port %d: %d backends, at most %d", f.IP, f.Protocol, f.Port, len(pf.Backends), MaxBackends)
 		}
 		out := ProxyFrontend{Frontend: f, Backends: make([]Backend, 0, len(pf.Backends)), RestrictSources: pf.RestrictSources}
 		if pf.RestrictSources {
-			for _, r := range pf.SourceRanges {
-				if r.Addr().Is4In6() {
-					r = netip.PrefixFrom(r.Addr().Unmap(), r.Bits()-96)
-				}
-				r = r.Masked()
-				if !r.IsValid() || r.Addr().Is4() != f.IP.Is4() {
-					return fmt.Errorf("datapath: %v %v port %d: source range %v: want a prefix of the frontend's family", f.IP, f.Protocol, f.Port, r)
-				}
-				out.SourceRanges = append(out.SourceRanges, r)
+			ranges, err := sourceRanges(f, pf.SourceRanges)
+			if err != nil {
+				return err
+			}
+			out.SourceRanges = ranges
+			for _, r := range ranges {
 				if f.IP.Is4() {
 					n.allowed4 = append(n.allowed4, allowed{f, r})
 				} else {
@@ -155,6 +151,35 @@ func normalizeProxy(d Desired, n *normalized) error {
 	return nil
 }
 
+// sourceRanges validates and canonicalizes a restricted frontend's ranges: unmapped,
+// masked, sorted, and without those inside another. The kernel keeps an interval set's
+// elements disjoint and refuses one that overlaps another (ENOTEMPTY), and CIDR ranges
+// overlap only by nesting.
+func sourceRanges(f Frontend, rs []netip.Prefix) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(rs))
+	for _, r := range rs {
+		if r.Addr().Is4In6() {
+			r = netip.PrefixFrom(r.Addr().Unmap(), r.Bits()-96)
+		}
+		r = r.Masked()
+		if !r.IsValid() || r.Addr().Is4() != f.IP.Is4() {
+			return nil, fmt.Errorf("datapath: %v %v port %d: source range %v: want a prefix of the frontend's family", f.IP, f.Protocol, f.Port, r)
+		}
+		out = append(out, r)
+	}
+	// Shorter prefixes first among equal addresses: a range inside another comes after it.
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	kept := out[:0]
+	for _, r := range out {
+		if len(kept) == 0 || !kept[len(kept)-1].Contains(r.Addr()) {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
+}
+
 // lastAddr is the last address of p.
 func lastAddr(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().AsSlice()
@@ -178,25 +203,14 @@ func addProxyChains(c *nftables.Conn, sets map[string]*nftables.Set) {
 	post := c.AddChain(&nftables.Chain{Name: chainMasquerade, Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityRef(masqPriority), Policy: &policy})
 	for _, fam := range []struct {
-		proto        byte
-		dispatch     *nftables.Set
-		masq         *nftables.Set
-		daddr        expr.Payload
-		l4Reg, prReg uint32
+		family
+		dispatch, masq *nftables.Set
 	}{
-		{unix.NFPROTO_IPV4, sets[mapProxy4], sets[setMasquerade4], expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, 9, 10},
-		{unix.NFPROTO_IPV6, sets[mapProxy6], sets[setMasquerade6], expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}, 12, 13},
+		{ipv4, sets[mapProxy4], sets[setMasquerade4]},
+		{ipv6, sets[mapProxy6], sets[setMasquerade6]},
 	} {
-		key := func() []expr.Any {
-			daddr := fam.daddr
-			return []expr.Any{
-				&daddr,
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: fam.l4Reg},
-				&expr.Payload{DestRegister: fam.prReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			}
-		}
 		// proxy: daddr . l4proto . dport → goto the frontend's chain.
-		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: concat(nfproto(fam.proto), key(),
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: concat(nfproto(fam.proto), fam.frontendExprs(),
 			[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: fam.dispatch.Name, SetID: fam.dispatch.ID, IsDestRegSet: true, DestRegister: 0}})})
 		// masquerade: what this table DNATed to a masqueraded backend.
 		c.AddRule(&nftables.Rule{Table: table, Chain: post, Exprs: concat(
@@ -207,7 +221,7 @@ func addProxyChains(c *nftables.Conn, sets map[string]*nftables.Set) {
 					Xor:  binaryutil.NativeEndian.PutUint32(0)},
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
 			},
-			nfproto(fam.proto), key(), lookup(fam.masq, 1),
+			nfproto(fam.proto), fam.frontendExprs(), lookup(fam.masq, 1),
 			[]expr.Any{&expr.Masq{}})})
 	}
 }

@@ -53,7 +53,8 @@ const socketBuffer = 16 << 20
 // 179). Several messages still go in the one batch.
 const elementsPerMessage = 500
 
-// Status is what the table holds, read back from the kernel.
+// Status is what the table holds: read back from the kernel by Table.Status, as sent by
+// Apply.
 type Status struct {
 	// Present says the table exists.
 	Present bool
@@ -108,12 +109,9 @@ func (t *Table) Apply(ctx context.Context, d Desired) (Status, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var old *model
-	if t.ids != nil {
-		old = newModel(*t.last, *t.ids)
-	}
 	var was [2]map[Frontend]uint32
 	if t.ids != nil {
-		was = *t.ids
+		old, was = newModel(*t.last, *t.ids), *t.ids
 	}
 	m := newModel(n, was)
 	if old == nil {
@@ -265,17 +263,10 @@ func build(c *nftables.Conn, m *model) error {
 		types   []byte
 		set     *nftables.Set
 		allowed *nftables.Set
-		daddr   expr.Payload
-		saddr   expr.Payload
-		l4Reg   uint32
-		prtReg  uint32
+		fam     family
 	}{
-		{door4, unix.IPPROTO_ICMP, icmp4Pass, open4, allowed4,
-			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-			expr.Payload{DestRegister: 11, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, 9, 10},
-		{door6, unix.IPPROTO_ICMPV6, icmp6Pass, open6, allowed6,
-			expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
-			expr.Payload{DestRegister: 14, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}, 12, 13},
+		{door4, unix.IPPROTO_ICMP, icmp4Pass, open4, allowed4, ipv4},
+		{door6, unix.IPPROTO_ICMPV6, icmp6Pass, open6, allowed6, ipv6},
 	} {
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
@@ -294,31 +285,50 @@ func build(c *nftables.Conn, m *model) error {
 				&expr.Verdict{Kind: expr.VerdictAccept},
 			}})
 		}
-		open := d.daddr
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: concat(
-			[]expr.Any{
-				&open,
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: d.l4Reg},
-				&expr.Payload{DestRegister: d.prtReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			},
-			lookup(d.set, 1),
-			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
-		daddr, saddr := d.daddr, d.saddr
+			d.fam.frontendExprs(), lookup(d.set, 1), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: concat(
-			[]expr.Any{
-				&daddr,
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: d.l4Reg},
-				&expr.Payload{DestRegister: d.prtReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-				&saddr,
-			},
-			lookup(d.allowed, 1),
-			[]expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
+			d.fam.frontendExprs(), d.fam.sourceExprs(), lookup(d.allowed, 1), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})})
 		c.AddRule(&nftables.Rule{Table: table, Chain: d.chain, Exprs: []expr.Any{
 			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop},
 		}})
 	}
 	addProxyChains(c, sets)
 	return applyDiff(c, &model{}, m, sets)
+}
+
+// family is where rules of one IP family find the addresses, and the registers of the
+// keys `daddr . l4proto . dport [. saddr]` (concatenations take 32-bit registers from 8,
+// written as 1 for the first 128 bits).
+type family struct {
+	proto          byte
+	daddr, saddr   expr.Payload
+	l4Reg, portReg uint32
+}
+
+var (
+	ipv4 = family{unix.NFPROTO_IPV4,
+		expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		expr.Payload{DestRegister: 11, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, 9, 10}
+	ipv6 = family{unix.NFPROTO_IPV6,
+		expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+		expr.Payload{DestRegister: 14, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}, 12, 13}
+)
+
+// frontendExprs load `daddr . l4proto . dport`, a frontend's key.
+func (f family) frontendExprs() []expr.Any {
+	daddr := f.daddr
+	return []expr.Any{
+		&daddr,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: f.l4Reg},
+		&expr.Payload{DestRegister: f.portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+}
+
+// sourceExprs load saddr after a frontend's key.
+func (f family) sourceExprs() []expr.Any {
+	saddr := f.saddr
+	return []expr.Any{&saddr}
 }
 
 func nfproto(p byte) []expr.Any {

@@ -53,11 +53,17 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 	retry.Stop()
 	defer retry.Stop()
 	failing, tried := false, false
+	var lastConflicts []string
 	for {
 		if d := s.state.Decisions(); d.Synced {
 			want := FrontDoor(d)
 			others := proxyNodes(s.state.Nodes(), s.opts.Node, s.healthy)
-			want.Proxy = ProxyFrontends(d, others)
+			var conflicts []string
+			want.Proxy, conflicts = ProxyFrontends(d, others)
+			if !slices.Equal(conflicts, lastConflicts) && len(conflicts) > 0 {
+				logger.Info("Services claim the same Proxy-mode IP and port; the first keeps it", "node", s.opts.Node, "conflicts", conflicts)
+			}
+			lastConflicts = conflicts
 			if s.health != nil {
 				if len(want.Proxy) == 0 {
 					others = nil // nothing to check for
@@ -91,7 +97,7 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sub:
-		case <-s.healthKick:
+		case <-s.doorKick:
 		case <-retry.C:
 		}
 		select { // let a burst settle

@@ -1,6 +1,7 @@
 package speaker
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
@@ -59,7 +60,7 @@ func SameNode(a, b Node) bool {
 // ServiceFrom builds the decision's view of svc from the Service and its EndpointSlices,
 // as seen from node self. Ingress entries without a parsable IP (hostname-only) are
 // skipped.
-func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, self string) Service {
+func ServiceFrom(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, self string) Service {
 	out := Service{
 		Namespace: svc.Namespace, Name: svc.Name, Labels: labels.Set(svc.Labels),
 		TrafficPolicy: TrafficPolicy(svc.Spec.ExternalTrafficPolicy),
@@ -81,7 +82,7 @@ func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, self 
 	for _, p := range svc.Spec.Ports {
 		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: string(p.Protocol), Port: uint16(p.Port), NodePort: uint16(p.NodePort)})
 	}
-	for _, s := range slices {
+	for _, s := range eps {
 		for _, e := range s.Endpoints {
 			ep := endpointFrom(&e)
 			out.Endpoints = append(out.Endpoints, ep)
@@ -90,7 +91,22 @@ func ServiceFrom(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, self 
 			}
 		}
 	}
+	// The slices come in no particular order: sorted, the same endpoints decide alike.
+	slices.SortFunc(out.Local, func(a, b LocalEndpoint) int {
+		return cmp.Or(strings.Compare(a.PortName, b.PortName), a.Addr.Compare(b.Addr), boolCompare(a.Ready, b.Ready))
+	})
+	out.Local = slices.Compact(out.Local)
 	return out
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // localEndpoints lists an endpoint's addresses with each port of its slice.

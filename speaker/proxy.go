@@ -2,6 +2,7 @@ package speaker
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -27,12 +28,16 @@ type ProxyNode struct {
 //     cloud load balancer would: a remote node's NodePort is listed once per local
 //     endpoint.
 //
-// Ready endpoints are used; when there are none, serving terminating ones, as kube-proxy
-// does. A Service with loadBalancerSourceRanges lets in only clients in those of the IP's
+// Ready endpoints are used; serving terminating ones only when there is no ready one
+// here and no other node to send to. A Service with loadBalancerSourceRanges lets in only clients in those of the IP's
 // family (kube-proxy does not enforce them for Proxy-mode IPs). Every node programs every
 // frontend, announcing or not, so that taking an IP over needs no rule change.
-func ProxyFrontends(d Decisions, others []ProxyNode) []datapath.ProxyFrontend {
-	var out []datapath.ProxyFrontend
+//
+// Two Services claiming the same IP and port (a stale ingress during a move, a status
+// written by someone else) would make the table refuse both: the first in namespace and
+// name order keeps the frontend, the others are returned as conflicts.
+func ProxyFrontends(d Decisions, others []ProxyNode) (out []datapath.ProxyFrontend, conflicts []string) {
+	seen := map[datapath.Frontend]string{}
 	for _, sd := range d.Services {
 		for _, ip := range sd.IPs {
 			if !ip.Proxy || ip.Pool == "" {
@@ -43,8 +48,14 @@ func ProxyFrontends(d Decisions, others []ProxyNode) []datapath.ProxyFrontend {
 				if !ok || p.Port == 0 {
 					continue
 				}
+				fe := datapath.Frontend{IP: ip.IP, Protocol: proto, Port: p.Port}
+				if first, ok := seen[fe]; ok {
+					conflicts = append(conflicts, fmt.Sprintf("%s/%s %s %s port %d, held by %s", sd.Namespace, sd.Name, ip.IP, p.Protocol, p.Port, first))
+					continue
+				}
+				seen[fe] = sd.Namespace + "/" + sd.Name
 				out = append(out, datapath.ProxyFrontend{
-					Frontend:        datapath.Frontend{IP: ip.IP, Protocol: proto, Port: p.Port},
+					Frontend:        fe,
 					Backends:        proxyBackends(ip.IP.Is4(), p, sd.TrafficPolicy, sd.Local, others),
 					RestrictSources: len(sd.SourceRanges) > 0,
 					SourceRanges:    rangesOf(ip.IP.Is4(), sd.SourceRanges),
@@ -52,7 +63,7 @@ func ProxyFrontends(d Decisions, others []ProxyNode) []datapath.ProxyFrontend {
 			}
 		}
 	}
-	return out
+	return out, conflicts
 }
 
 // rangesOf are the source ranges of one family: an IPv4 IP lets in the IPv4 ranges only,
@@ -80,23 +91,27 @@ func proxyBackends(v4 bool, p Port, policy TrafficPolicy, local []LocalEndpoint,
 			serving = append(serving, b)
 		}
 	}
+	var remote []datapath.Backend
+	if policy != TrafficPolicyLocal && p.NodePort != 0 {
+		for _, n := range others {
+			if !n.Healthy {
+				continue
+			}
+			if i := slices.IndexFunc(n.Addrs, func(a netip.Addr) bool { return a.Is4() == v4 }); i >= 0 {
+				remote = append(remote, datapath.Backend{Addr: netip.AddrPortFrom(n.Addrs[i], p.NodePort), Masquerade: true})
+			}
+		}
+	}
+	// Terminating endpoints only when nothing else can take it: for Cluster, the other
+	// nodes' kube-proxy reaches ready endpoints anywhere.
 	out := ready
-	if len(out) == 0 {
+	if len(out) == 0 && len(remote) == 0 {
 		out = serving
 	}
 	slices.SortFunc(out, func(a, b datapath.Backend) int { return a.Addr.Compare(b.Addr) })
 	out = slices.Compact(out)
-	if policy == TrafficPolicyLocal || p.NodePort == 0 {
-		return out
-	}
-	var remote []datapath.Backend
-	for _, n := range others {
-		if !n.Healthy {
-			continue
-		}
-		if i := slices.IndexFunc(n.Addrs, func(a netip.Addr) bool { return a.Is4() == v4 }); i >= 0 {
-			remote = append(remote, datapath.Backend{Addr: netip.AddrPortFrom(n.Addrs[i], p.NodePort), Masquerade: true})
-		}
+	if len(out) > datapath.MaxBackends {
+		out = out[:datapath.MaxBackends]
 	}
 	share := max(1, len(out))
 	if len(out)+share*len(remote) > datapath.MaxBackends {

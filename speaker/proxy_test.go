@@ -3,6 +3,7 @@ package speaker
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -53,7 +54,10 @@ func TestProxyFrontends(t *testing.T) {
 		// Without NodePorts only this node's endpoints can take it.
 		fe(netip.MustParseAddr("203.0.113.13"), be(pod1), be(pod2)),
 	}
-	got := ProxyFrontends(d, []ProxyNode{n2, n3, sick})
+	got, conflicts := ProxyFrontends(d, []ProxyNode{n2, n3, sick})
+	if conflicts != nil {
+		t.Errorf("conflicts %v", conflicts)
+	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y }), cmp.Comparer(func(x, y netip.AddrPort) bool { return x == y })); diff != "" {
 		t.Errorf("ProxyFrontends (-want +got):\n%s", diff)
 	}
@@ -61,7 +65,7 @@ func TestProxyFrontends(t *testing.T) {
 	// No local endpoint: the other nodes take it all, one share each.
 	d.Services = d.Services[:1]
 	d.Services[0].Local = nil
-	got = ProxyFrontends(d, []ProxyNode{n2, n3})
+	got, _ = ProxyFrontends(d, []ProxyNode{n2, n3})
 	if want := []datapath.Backend{node("198.18.0.12"), node("198.18.0.13")}; !cmp.Equal(want, got[0].Backends, cmp.Comparer(func(x, y netip.AddrPort) bool { return x == y })) {
 		t.Errorf("without local endpoints: %v, want %v", got[0].Backends, want)
 	}
@@ -85,7 +89,7 @@ func TestProxySourceRanges(t *testing.T) {
 			Ports: []Port{{Protocol: "TCP", Port: 80}}, SourceRanges: []netip.Prefix{v4}},
 		{Name: "open", IPs: []IPDecision{{IP: netip.MustParseAddr("203.0.113.11"), Pool: "p", Proxy: true}}, Ports: []Port{{Protocol: "TCP", Port: 80}}},
 	}}
-	got := ProxyFrontends(d, nil)
+	got, _ := ProxyFrontends(d, nil)
 	if len(got) != 3 {
 		t.Fatalf("%d frontends, want 3", len(got))
 	}
@@ -98,5 +102,31 @@ func TestProxySourceRanges(t *testing.T) {
 	}
 	if got[2].RestrictSources {
 		t.Errorf("without ranges: %+v, want open to all", got[2])
+	}
+}
+
+func TestProxyConflictsAndTerminating(t *testing.T) {
+	lb := netip.MustParseAddr("203.0.113.10")
+	gone := netip.MustParseAddrPort("198.19.1.9:8080")
+	ports := []Port{{Name: "http", Protocol: "TCP", Port: 80, NodePort: 30080}}
+	n2 := ProxyNode{Name: "n2", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.12")}, Healthy: true}
+	d := Decisions{Services: []ServiceDecision{
+		{Namespace: "a", Name: "first", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}}, Ports: ports,
+			Local: []LocalEndpoint{{PortName: "http", Addr: gone}}, TrafficPolicy: TrafficPolicyCluster},
+		{Namespace: "b", Name: "second", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}}, Ports: ports},
+	}}
+	got, conflicts := ProxyFrontends(d, []ProxyNode{n2})
+	if len(got) != 1 || len(conflicts) != 1 || !strings.Contains(conflicts[0], "b/second") || !strings.Contains(conflicts[0], "held by a/first") {
+		t.Fatalf("frontends %v, conflicts %q; want a/first's only and b/second named", got, conflicts)
+	}
+	// Cluster with only a terminating endpoint here: the other node, whose kube-proxy
+	// reaches ready endpoints, takes it all.
+	if bs := got[0].Backends; len(bs) != 1 || bs[0].Addr.Addr() != n2.Addrs[0] {
+		t.Errorf("backends %v, want only n2's NodePort", bs)
+	}
+	// With no other node, the terminating endpoint is all there is.
+	got, _ = ProxyFrontends(d, nil)
+	if bs := got[0].Backends; len(bs) != 1 || bs[0].Addr != gone {
+		t.Errorf("alone: backends %v, want the terminating endpoint", bs)
 	}
 }

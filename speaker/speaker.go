@@ -89,9 +89,10 @@ type Speaker struct {
 	// so that no router sends traffic to a node whose door is not shut yet.
 	doorTried chan struct{}
 	// health checks other nodes' kube-proxy for Proxy mode (nil: every node counts
-	// healthy); healthKick wakes the front door when a node's health flips.
-	health     *kubeProxyHealth
-	healthKick chan struct{}
+	// healthy); doorKick wakes the front door when a node's health flips or the nodes
+	// change, which changes Proxy backends without changing a decision.
+	health   *kubeProxyHealth
+	doorKick chan struct{}
 	// bgpConfigured says followBGP handed the executor its peers once: until then the
 	// executor's empty status says nothing about this node's sessions.
 	bgpConfigured atomic.Bool
@@ -129,7 +130,7 @@ func New(opts Options) *Speaker {
 	if opts.FreezeHold <= 0 {
 		opts.FreezeHold = 2 * time.Second
 	}
-	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}), healthKick: make(chan struct{}, 1),
+	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}), doorKick: make(chan struct{}, 1),
 		conflicts: map[netip.Addr]seenConflict{}}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithTransform(stripObject(opts.Node)))
@@ -139,7 +140,7 @@ func New(opts Options) *Speaker {
 	_ = sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceService})
 	s.source = &informerSource{self: opts.Node, classes: opts.Classes, services: svcInf.GetIndexer(), slices: sliceInf.GetIndexer()}
 	s.nodes = nodeInf.GetIndexer()
-	s.state = NewState(opts.Node, s.source, StateOptions{OnChange: s.notify, Observe: opts.Metrics.observePass})
+	s.state = NewState(opts.Node, s.source, StateOptions{OnChange: s.notify, OnNodes: func() { wake(s.doorKick) }, Observe: opts.Metrics.observePass})
 	opts.Metrics.state = s.state
 
 	if opts.BGP != nil {
@@ -222,7 +223,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 	if s.opts.FrontDoor != nil {
 		if s.opts.KubeProxyHealthzPort > 0 {
-			s.health = newKubeProxyHealth(s.opts.KubeProxyHealthzPort, func() { wake(s.healthKick) })
+			s.health = newKubeProxyHealth(s.opts.KubeProxyHealthzPort, func() { wake(s.doorKick) })
 			wg.Go(func() { s.health.Run(ctx) })
 		}
 		wg.Go(func() { s.followFrontDoor(ctx) })

@@ -29,6 +29,7 @@ type State struct {
 	self     string
 	source   ServiceSource
 	onChange func()
+	onNodes  func()
 	observe  func(full bool, d time.Duration)
 
 	wake chan struct{}
@@ -61,16 +62,23 @@ type StateOptions struct {
 	OnChange func()
 	// Observe receives the duration of every pass; full says all Services were decided.
 	Observe func(full bool, d time.Duration)
+	// OnNodes is called after a Node came, went or changed how it decides or forwards
+	// (Proxy mode's backends follow the nodes even when no decision changes). It must not
+	// block.
+	OnNodes func()
 }
 
 // NewState returns a State deciding for node self. It decides nothing until Run.
 func NewState(self string, source ServiceSource, opts StateOptions) *State {
 	s := &State{
-		self: self, source: source, onChange: opts.OnChange, observe: opts.Observe,
+		self: self, source: source, onChange: opts.OnChange, onNodes: opts.OnNodes, observe: opts.Observe,
 		wake:  make(chan struct{}, 1),
 		nodes: map[string]Node{}, dirty: map[types.NamespacedName]struct{}{},
 		decided: map[types.NamespacedName]ServiceDecision{}, counts: map[countKey]int{},
 		failover: map[string]struct{}{}, former: map[string]time.Time{},
+	}
+	if s.onNodes == nil {
+		s.onNodes = func() {}
 	}
 	if s.onChange == nil {
 		s.onChange = func() {}
@@ -114,6 +122,7 @@ func (s *State) SetNode(n Node) {
 	s.nodes[n.Name], s.clusterDirty = n, true
 	s.mu.Unlock()
 	s.poke()
+	s.onNodes()
 }
 
 // Nodes returns the known Nodes, sorted by name.
@@ -131,12 +140,16 @@ func (s *State) Nodes() []Node {
 // DeleteNode forgets a Node.
 func (s *State) DeleteNode(name string) {
 	s.mu.Lock()
-	if _, ok := s.nodes[name]; ok {
+	_, ok := s.nodes[name]
+	if ok {
 		delete(s.nodes, name)
 		s.clusterDirty = true
 	}
 	s.mu.Unlock()
 	s.poke()
+	if ok {
+		s.onNodes()
+	}
 }
 
 // SetMembers records memberlist's live members. When members only left, the IPs they

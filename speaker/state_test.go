@@ -216,3 +216,21 @@ func TestStateFormerMACs(t *testing.T) {
 		t.Errorf("a MAC is remembered beyond formerMemberMemory")
 	}
 }
+
+// TestStateOnNodes: Proxy backends follow the nodes, so a Node that comes, goes or
+// changes address is told even when no decision changes; a heartbeat is not.
+func TestStateOnNodes(t *testing.T) {
+	calls := 0
+	st := NewState("a", nil, StateOptions{OnNodes: func() { calls++ }})
+	n := Node{Name: "b", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.12")}}
+	st.SetNode(n)
+	st.SetNode(n) // the same again: a heartbeat
+	moved := n
+	moved.Addrs = []netip.Addr{netip.MustParseAddr("198.18.0.22")}
+	st.SetNode(moved)
+	st.DeleteNode("b")
+	st.DeleteNode("b") // gone already
+	if calls != 3 {
+		t.Errorf("OnNodes called %d times, want 3 (new, moved, deleted)", calls)
+	}
+}
