@@ -219,25 +219,7 @@ func TestFrontDoor(t *testing.T) {
 	})
 
 	t.Run("a rule deleted by hand comes back", func(t *testing.T) {
-		rctx, cancel := context.WithCancel(ctx)
-		repairs := make(chan string, 8)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			tbl.Run(rctx, 200*time.Millisecond, func(found, want Status, err error) {
-				repairs <- fmt.Sprintf("found %+v, want %+v, re-apply error %v", found, want, err)
-			})
-		}()
-		defer func() { cancel(); <-done }()
-		if out, err := exec.CommandContext(ctx, "nft", "flush", "chain", "inet", TableName, chainDoor4).CombinedOutput(); err != nil {
-			t.Fatalf("nft flush chain: %v: %s", err, out)
-		}
-		select {
-		case r := <-repairs:
-			t.Logf("repaired: %s", r)
-		case <-time.After(3 * time.Second):
-			t.Fatal("no repair within 3 s")
-		}
+		flushRepaired(t, tbl, chainDoor4)
 		if st, err := tbl.Status(); err != nil || st != expected(mustNormalize(t, desired)) {
 			t.Errorf("after the repair: %+v, %v", st, err)
 		}
@@ -258,6 +240,31 @@ func TestFrontDoor(t *testing.T) {
 			t.Errorf("Remove of a missing table: %v", err)
 		}
 	})
+}
+
+// flushRepaired runs tbl.Run with a 200 ms interval, flushes chain by hand with nft(8),
+// and waits up to 3 s for the repair.
+func flushRepaired(t *testing.T, tbl *Table, chain string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	repairs := make(chan string, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tbl.Run(ctx, 200*time.Millisecond, func(found, want Status, err error) {
+			repairs <- fmt.Sprintf("found %+v, want %+v, re-apply error %v", found, want, err)
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	if out, err := exec.CommandContext(ctx, "nft", "flush", "chain", "inet", TableName, chain).CombinedOutput(); err != nil {
+		t.Fatalf("nft flush chain %s: %v: %s", chain, err, out)
+	}
+	select {
+	case r := <-repairs:
+		t.Logf("repaired: %s", r)
+	case <-time.After(3 * time.Second):
+		t.Fatal("no repair within 3 s")
+	}
 }
 
 // dropCount reads the packets counted by a door's drop rule.

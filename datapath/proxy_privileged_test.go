@@ -200,26 +200,7 @@ func TestProxy(t *testing.T) {
 	t.Run("traffic reaches the backends; source ranges hold", check)
 
 	t.Run("a frontend flushed by hand comes back", func(t *testing.T) {
-		rctx, cancel := context.WithCancel(ctx)
-		repairs := make(chan string, 8)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			tbl.Run(rctx, 200*time.Millisecond, func(found, want Status, err error) {
-				repairs <- fmt.Sprintf("found %+v, want %+v, re-apply error %v", found, want, err)
-			})
-		}()
-		defer func() { cancel(); <-done }()
-		chain := frontendChain(desired.Proxy[0].Frontend)
-		if out, err := exec.CommandContext(ctx, "nft", "flush", "chain", "inet", TableName, chain).CombinedOutput(); err != nil {
-			t.Fatalf("nft flush chain: %v: %s", err, out)
-		}
-		select {
-		case r := <-repairs:
-			t.Logf("repaired: %s", r)
-		case <-time.After(3 * time.Second):
-			t.Fatal("no repair within 3 s")
-		}
+		flushRepaired(t, tbl, frontendChain(desired.Proxy[0].Frontend))
 		check(t)
 	})
 }
