@@ -232,18 +232,8 @@ func applyDiff(c *nftables.Conn, old, next *model, sets map[string]*nftables.Set
 			chains[name] = c.AddChain(&nftables.Chain{Name: name, Table: table})
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(old.elems)) {
-		var gone []nftables.SetElement
-		for k := range old.elems[name] {
-			if _, ok := next.elems[name][k]; !ok {
-				gone = append(gone, decodeElement(k))
-			}
-		}
-		for es := range slices.Chunk(gone, elementsPerMessage) {
-			if err := c.SetDeleteElements(set(name), es); err != nil {
-				return fmt.Errorf("datapath: elements of %s: %w", name, err)
-			}
-		}
+	if err := sendElements(old, next, set, c.SetDeleteElements); err != nil {
+		return err
 	}
 	for _, name := range slices.Sorted(maps.Keys(next.fronts)) {
 		r := next.fronts[name]
@@ -257,24 +247,33 @@ func applyDiff(c *nftables.Conn, old, next *model, sets map[string]*nftables.Set
 		}
 		c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: frontExprs(r, set(r.shard))})
 	}
-	for _, name := range slices.Sorted(maps.Keys(next.elems)) {
-		var added []nftables.SetElement
-		for k := range next.elems[name] {
-			if _, ok := old.elems[name][k]; !ok {
-				added = append(added, decodeElement(k))
-			}
-		}
-		for es := range slices.Chunk(added, elementsPerMessage) {
-			if err := c.SetAddElements(set(name), es); err != nil {
-				return fmt.Errorf("datapath: elements of %s: %w", name, err)
-			}
-		}
+	if err := sendElements(next, old, set, c.SetAddElements); err != nil {
+		return err
 	}
 	for _, name := range slices.Sorted(maps.Keys(old.fronts)) {
 		if _, ok := next.fronts[name]; !ok {
 			ch := &nftables.Chain{Name: name, Table: table}
 			c.FlushChain(ch)
 			c.DelChain(ch)
+		}
+	}
+	return nil
+}
+
+// sendElements queues, with send, the elements of from that other lacks, set by set,
+// elementsPerMessage to a message: deletions (old, next) and additions (next, old).
+func sendElements(from, other *model, set func(string) *nftables.Set, send func(*nftables.Set, []nftables.SetElement) error) error {
+	for _, name := range slices.Sorted(maps.Keys(from.elems)) {
+		var es []nftables.SetElement
+		for k := range from.elems[name] {
+			if _, ok := other.elems[name][k]; !ok {
+				es = append(es, decodeElement(k))
+			}
+		}
+		for chunk := range slices.Chunk(es, elementsPerMessage) {
+			if err := send(set(name), chunk); err != nil {
+				return fmt.Errorf("datapath: elements of %s: %w", name, err)
+			}
 		}
 	}
 	return nil
