@@ -46,21 +46,7 @@ func TestL2SLO(t *testing.T) {
 				{Name: "udp", Protocol: corev1.ProtocolUDP, Port: 80, TargetPort: intstr.FromInt32(8080)},
 			}},
 	})
-	var v4, v6 netip.Addr
-	lab.Eventually(t, 30*time.Second, "web gets an IPv4 and an IPv6 address", func(ctx context.Context) (string, bool) {
-		svc, err := w.kc.CoreV1().Services("demo").Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return err.Error(), false
-		}
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if a, err := netip.ParseAddr(ing.IP); err == nil && a.Is4() {
-				v4 = a
-			} else if err == nil {
-				v6 = a
-			}
-		}
-		return fmt.Sprint(svc.Status.LoadBalancer.Ingress), v4.IsValid() && v6.IsValid()
-	})
+	v4, v6 := w.ingressIPs(t, "web")
 	w.waitAgree(t, 1)
 	t.Logf("web: %s and %s", v4, v6)
 
