@@ -67,9 +67,14 @@ func (s *Site) StartSpeaker(ctx context.Context, bin, node string, args ...strin
 	s.starts++
 	name := "berth-speaker-" + node + "-" + strconv.Itoa(s.starts)
 	s.mu.Unlock()
-	sock := s.SpeakerSocket(node)
-	argv := append([]string{"--kubeconfig", s.AdminKubeconfig(), "--node-name", node,
-		"--memberlist-bind-address", n.Addr4.String(), "--decisions-socket", sock}, args...)
+	return s.startSpeaker(ctx, bin, n, name, append([]string{"--kubeconfig", s.AdminKubeconfig()}, args...))
+}
+
+// startSpeaker runs berth-speaker as process name in node n and waits for its socket.
+func (s *Site) startSpeaker(ctx context.Context, bin string, n *Node, name string, args []string) (*proc.Process, error) {
+	sock := s.SpeakerSocket(n.Name)
+	argv := append([]string{"--node-name", n.Name, "--memberlist-bind-address", n.Addr4.String(),
+		"--decisions-socket", sock}, args...)
 	p, err := s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv, NetNS: string(n.NS)})
 	if err != nil {
 		return nil, err
@@ -80,11 +85,11 @@ func (s *Site) StartSpeaker(ctx context.Context, bin, node string, args ...strin
 		}
 		select {
 		case <-p.Done():
-			return nil, fmt.Errorf("speaker on %s exited: %v\n%s", node, p.State(), tail(p.Log(), 40))
+			return nil, fmt.Errorf("speaker on %s exited: %v\n%s", n.Name, p.State(), tail(p.Log(), 40))
 		case <-ctx.Done():
 			_ = p.Stop(time.Second)
-			return nil, fmt.Errorf("speaker on %s: wait for %s: %w", node, sock, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return nil, fmt.Errorf("speaker on %s: wait for %s: %w", n.Name, sock, ctx.Err())
+		case <-time.After(waitStep):
 		}
 	}
 }

@@ -57,6 +57,9 @@ type Site struct {
 	cluster *controlplane.Cluster
 	agents  []*agent.Agent // in node order
 
+	// life outlives Start and ends when Close begins: the agents and the supervisors of
+	// berth's binaries run under it.
+	life       context.Context
 	stopAgents context.CancelFunc
 	agentsDone sync.WaitGroup
 
@@ -121,7 +124,7 @@ func Start(ctx context.Context, opts SiteOptions) (*Site, error) {
 
 	// The agents outlive ctx, keeping its values (the logger).
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopAgents = cancel
+	s.life, s.stopAgents = actx, cancel
 	s.agents = make([]*agent.Agent, len(n.Nodes))
 	errs := make([]error, len(n.Nodes))
 	for i, node := range n.Nodes {

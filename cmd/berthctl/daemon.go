@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -46,6 +47,8 @@ type labState struct {
 	Nodes      []string  `json:"nodes"`
 	Namespaces []string  `json:"namespaces"`
 	Log        string    `json:"log"`
+	// Demo are the curl commands that reach the demo Services (with -with-berth).
+	Demo []string `json:"demo,omitempty"`
 }
 
 func readState(runDir string) (labState, error) {
@@ -81,7 +84,15 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	st := labState{
+	var demo []string
+	if o.withBerth {
+		if demo, err = installDemo(ctx, site, o.siteFlags); err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			return errors.Join(err, site.Close(cctx))
+		}
+	}
+	st := labState{Demo: demo,
 		Prefix: site.Prefix(), PID: os.Getpid(), Started: begin, Ready: time.Now(),
 		Kubeconfig: site.AdminKubeconfig(), Server: site.Cluster().Server,
 		Log: filepath.Join(site.Dir(), logFile),
@@ -108,6 +119,26 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	logger.Info("Lab stopped", "prefix", st.Prefix)
 	return nil
+}
+
+// installDemo installs berth with the demo on site and returns a curl command per demo
+// address, once each answers.
+func installDemo(ctx context.Context, site *lab.Site, o siteFlags) ([]string, error) {
+	bin := lab.Berth{Controller: filepath.Join(o.berthBinDir, "berth-controller"), Speaker: filepath.Join(o.berthBinDir, "berth-speaker")}
+	v := "-v=" + strconv.Itoa(max(o.verbosity, 2))
+	if _, err := site.InstallBerth(ctx, lab.InstallOptions{Bin: bin, DeployDir: o.deployDir, Demo: true,
+		ControllerArgs: []string{v}, SpeakerArgs: []string{v}}); err != nil {
+		return nil, err
+	}
+	addrs, err := site.WaitDemo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range addrs {
+		out = append(out, a.Curl())
+	}
+	return out, nil
 }
 
 // readyPipe returns readyFD as a file, or nil when the daemon was started without it.

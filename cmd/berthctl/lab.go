@@ -128,6 +128,10 @@ type siteFlags struct {
 	nodes     int
 	binDir    string
 	verbosity int
+	// withBerth installs berth from deployDir and runs the binaries in berthBinDir.
+	withBerth   bool
+	berthBinDir string
+	deployDir   string
 }
 
 func (s *siteFlags) register(fs *flag.FlagSet) {
@@ -135,10 +139,15 @@ func (s *siteFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.binDir, "controlplane-dir", "",
 		"`directory` of the control-plane binaries (default $BERTH_CONTROLPLANE_DIR, or the cache 'make controlplane' fills)")
 	fs.IntVar(&s.verbosity, "v", 0, "log verbosity of the lab daemon and the control plane")
+	fs.BoolVar(&s.withBerth, "with-berth", false,
+		"also install berth from deploy/ with the demo (deploy/lab/demo), run berth-controller and a berth-speaker per node, and print a curl per demo address")
+	fs.StringVar(&s.berthBinDir, "berth-bin-dir", "", "`directory` of berth-controller and berth-speaker (default: berthctl's own, as `make build` fills bin/)")
+	fs.StringVar(&s.deployDir, "deploy-dir", "", "berth's deploy/ `directory` (default: the checkout holding the working directory)")
 }
 
 func (s siteFlags) args() []string {
-	return []string{"-nodes=" + strconv.Itoa(s.nodes), "-controlplane-dir=" + s.binDir, "-v=" + strconv.Itoa(s.verbosity)}
+	return []string{"-nodes=" + strconv.Itoa(s.nodes), "-controlplane-dir=" + s.binDir, "-v=" + strconv.Itoa(s.verbosity),
+		"-with-berth=" + strconv.FormatBool(s.withBerth), "-berth-bin-dir=" + s.berthBinDir, "-deploy-dir=" + s.deployDir}
 }
 
 type upOptions struct {

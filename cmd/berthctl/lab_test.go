@@ -345,3 +345,58 @@ func TestLabDownAfterCrash(t *testing.T) {
 	}
 	fp.assertGone(t)
 }
+
+// TestLabUpWithBerth is `make demo`: `lab up -with-berth` installs berth from deploy/ with
+// the demo and prints a curl per demo address; each printed command, run as printed
+// (curl in the client's namespace), gets an answer from a demo Pod; `lab down` leaves
+// nothing, berth's processes included.
+func TestLabUpWithBerth(t *testing.T) {
+	r := newLabRun(t)
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins := t.TempDir()
+	if _, err := lab.BuildBerth(t.Context(), bins); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	out, errOut, code := r.berthctl(t, "up", "-controlplane-dir="+r.binDir, "-with-berth",
+		"-berth-bin-dir="+bins, "-deploy-dir="+filepath.Join(root, "deploy"))
+	if code != 0 {
+		t.Fatalf("lab up -with-berth: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	t.Logf("lab up -with-berth in %v:\n%s", time.Since(begin).Round(100*time.Millisecond), out)
+	var curls []string
+	for _, l := range strings.Split(out, "\n") {
+		if cmd, ok := strings.CutPrefix(strings.TrimSpace(l), "sudo "); ok && strings.Contains(cmd, "curl") {
+			curls = append(curls, cmd)
+		}
+	}
+	if len(curls) != 4 {
+		t.Fatalf("%d curl commands, want 4 (echo-l2 and echo-bgp, IPv4 and IPv6):\n%s", len(curls), out)
+	}
+	for _, cmd := range curls {
+		argv := strings.Fields(cmd)
+		got, err := exec.CommandContext(t.Context(), argv[0], argv[1:]...).Output()
+		if err != nil || !strings.HasPrefix(string(got), "pod=echo-") {
+			t.Errorf("%s: %q, %v", cmd, got, err)
+		}
+	}
+
+	fp := footprintOf(t, r)
+	for _, want := range []string{"berth-controller", "berth-speaker-node1", "berth-speaker-node3"} {
+		found := false
+		for _, p := range fp.procs {
+			found = found || strings.Contains(p.File, want)
+		}
+		if !found {
+			t.Errorf("no process %s recorded in the run directory", want)
+		}
+	}
+	out, errOut, code = r.berthctl(t, "down")
+	if code != 0 || !strings.Contains(out, "nothing left") {
+		t.Fatalf("lab down: exit %d: %s%s", code, out, errOut)
+	}
+	fp.assertGone(t)
+}

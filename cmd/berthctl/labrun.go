@@ -57,6 +57,11 @@ func runUp(ctx context.Context, o upOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find berthctl's binary: %w", err)
 	}
+	if o.withBerth {
+		if err := o.siteFlags.resolveBerth(exe); err != nil {
+			return err
+		}
+	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -139,6 +144,37 @@ func runUp(ctx context.Context, o upOptions, stdout, stderr io.Writer) error {
 	return why
 }
 
+// resolveBerth fills in the defaults of -berth-bin-dir and -deploy-dir as absolute paths
+// (the daemon runs in /) and checks that they hold what the lab needs.
+func (s *siteFlags) resolveBerth(exe string) error {
+	if s.berthBinDir == "" {
+		s.berthBinDir = filepath.Dir(exe)
+	}
+	if s.deployDir == "" {
+		root, err := controlplane.RepoRoot()
+		if err != nil {
+			return fmt.Errorf("-with-berth: find deploy/ (-deploy-dir, or run from the repository): %w", err)
+		}
+		s.deployDir = filepath.Join(root, "deploy")
+	}
+	for _, p := range []*string{&s.berthBinDir, &s.deployDir} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	for _, bin := range []string{"berth-controller", "berth-speaker"} {
+		if _, err := os.Stat(filepath.Join(s.berthBinDir, bin)); err != nil {
+			return fmt.Errorf("-with-berth: %s not in %s: run `make build` (or give -berth-bin-dir)", bin, s.berthBinDir)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.deployDir, "base", "kustomization.yaml")); err != nil {
+		return fmt.Errorf("-with-berth: %s is not berth's deploy/ directory: %w", s.deployDir, err)
+	}
+	return nil
+}
+
 func printUp(w io.Writer, st labState, took time.Duration) {
 	fmt.Fprintf(w, "lab %s is up in %v (daemon pid %d, nodes %s)\n",
 		st.Prefix, took.Round(100*time.Millisecond), st.PID, strings.Join(st.Nodes, " "))
@@ -146,6 +182,12 @@ func printUp(w io.Writer, st labState, took time.Duration) {
 	fmt.Fprintf(w, "namespaces: %s\n", strings.Join(st.Namespaces, " "))
 	fmt.Fprintf(w, "log: %s\n", st.Log)
 	fmt.Fprintf(w, "\n  export KUBECONFIG=%s\n", st.Kubeconfig)
+	if len(st.Demo) > 0 {
+		fmt.Fprintf(w, "\nberth runs (logs in %s); the demo Services answer:\n", filepath.Dir(st.Log))
+		for _, c := range st.Demo {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	}
 }
 
 // refuseExisting fails when the run already exists, running or left over from a crash.

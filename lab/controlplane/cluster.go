@@ -31,6 +31,8 @@ const (
 	ControllerManager = "kube-controller-manager"
 	Scheduler         = "kube-scheduler"
 	KubeProxy         = "kube-proxy"
+	// Kubectl is built with the others; the lab applies deploy/ with it.
+	Kubectl = "kubectl"
 )
 
 // Controllers are the kube-controller-manager controllers the lab runs: enough for
