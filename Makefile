@@ -31,6 +31,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags $(SLO_TAGS) ./...
+	$(GO) vet -tags e2e ./e2e
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  $(CONTROLLER_GEN) $(GEN_ARGS) output:object:dir=$$tmp/obj output:crd:dir=$$tmp/crd; \
 	  if ! diff -r -x kustomization.yaml $$tmp/crd config/crd || ! diff $$tmp/obj/zz_generated.deepcopy.go config/v1alpha1/zz_generated.deepcopy.go; then \
@@ -57,8 +58,9 @@ test-integration: controlplane
 test-slo: controlplane
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/slo.sh $(SLO_TAGS)
 
-e2e:
-	@echo "make e2e: not yet (issue 9: the end-to-end suite over the lab)"; exit 2
+## e2e: the end-to-end suite over a lab site with berth installed from deploy/ (needs root)
+e2e: controlplane
+	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/e2e.sh
 
 bench:
 	@echo "make bench: not yet (issue 11: benchmarks and the lab scale report)"; exit 2

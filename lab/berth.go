@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/berthlb/berth/lab/controlplane"
+	"github.com/berthlb/berth/lab/echo"
+	"github.com/berthlb/berth/lab/netns"
 	"github.com/berthlb/berth/lab/proc"
 )
 
@@ -101,4 +104,24 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// StartProber runs a UDP prober from ns to addr every interval (echo.ProbeSpec, or
+// echo.FreshProbeSpec with fresh: a new source port per datagram) under the site's
+// runner, so that the run directory records it. Read its replies with
+// echo.ParseProbeLog(p.Log()); stop it with p.Stop.
+func (s *Site) StartProber(ctx context.Context, ns netns.NS, addr netip.AddrPort, interval time.Duration, fresh bool) (*proc.Process, error) {
+	s.mu.Lock()
+	s.starts++
+	name := "probe-" + strconv.Itoa(s.starts)
+	s.mu.Unlock()
+	spec := echo.ProbeSpec
+	if fresh {
+		spec = echo.FreshProbeSpec
+	}
+	sp, err := spec(name, ns, addr, interval)
+	if err != nil {
+		return nil, err
+	}
+	return s.network.runner.Start(ctx, sp)
 }

@@ -349,8 +349,8 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			b, _ := birdMon.AddedAt(p)
 			toFRR, toBIRD = append(toFRR, f.Sub(t0)), append(toBIRD, b.Sub(t0))
 		}
-		stats(t, "Service status → route in FRR's kernel table, 100 Services", toFRR, 150*time.Millisecond)
-		stats(t, "Service status → route in BIRD's kernel table, 100 Services", toBIRD, 50*time.Millisecond)
+		lab.SLO(t, "Service status → route in FRR's kernel table, 100 Services", toFRR, 150*time.Millisecond)
+		lab.SLO(t, "Service status → route in BIRD's kernel table, 100 Services", toBIRD, 50*time.Millisecond)
 		for i := range 100 {
 			if err := w.site.Client().CoreV1().Services("demo").Delete(ctx, fmt.Sprintf("lat-%03d", i), metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
@@ -370,7 +370,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			}))
 			w.startSpeaker(victim)
 		}
-		stats(t, "SIGKILL → next hop gone from FRR's kernel route", samples, time.Second)
+		lab.SLO(t, "SIGKILL → next hop gone from FRR's kernel route", samples, time.Second)
 	})
 
 	t.Run("SIGSTOP or a partition: the hold timer withdraws", func(t *testing.T) {
@@ -389,7 +389,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		stats(t, "SIGSTOP → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
+		lab.SLO(t, "SIGSTOP → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
 
 		// A partition: the node drops everything from and to FRR's address; the session's
 		// socket stays open on both sides until the hold timer.
@@ -411,7 +411,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 				}
 			}
 		}
-		stats(t, "nft partition from FRR → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
+		lab.SLO(t, "nft partition from FRR → next hop gone from FRR's kernel route (hold time 3 s)", samples, 4*time.Second)
 	})
 
 	t.Run("SIGTERM shuts down gracefully", func(t *testing.T) {
@@ -455,7 +455,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 			}
 			w.startSpeaker(victim)
 		}
-		stats(t, "SIGTERM → path gone from BIRD, GRACEFUL_SHUTDOWN first", samples, time.Second)
+		lab.SLO(t, "SIGTERM → path gone from BIRD, GRACEFUL_SHUTDOWN first", samples, time.Second)
 	})
 
 	t.Run("graceful restart: a restarted speaker's next hop never leaves", func(t *testing.T) {

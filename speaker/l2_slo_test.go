@@ -127,11 +127,7 @@ func (w *world) answers(t *testing.T, v4, v6 netip.Addr) {
 func (w *world) prober(t *testing.T, ip netip.Addr) func() []echo.ProbeReply {
 	t.Helper()
 	client := w.site.Network().L2Client
-	spec, err := echo.ProbeSpec(fmt.Sprintf("probe-%d", time.Now().UnixNano()%1e6), client.NS, netip.AddrPortFrom(ip, 80), 10*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := w.site.Network().Runner().Start(t.Context(), spec)
+	p, err := w.site.StartProber(t.Context(), client.NS, netip.AddrPortFrom(ip, 80), 10*time.Millisecond, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +176,7 @@ func (w *world) l2Failover(t *testing.T, ip netip.Addr) {
 		w.waitAgree(t, 1)
 		_ = i
 	}
-	stats(t, "L2 failover after SIGKILL, longest UDP silence", samples, time.Second)
+	lab.SLO(t, "L2 failover after SIGKILL, longest UDP silence", samples, time.Second)
 }
 
 // nodeCrash is a failover the client must wait for: the owner's speaker is SIGKILLed and
@@ -203,7 +199,7 @@ func (w *world) nodeCrash(t *testing.T, ip netip.Addr) {
 		w.startSpeaker(owner)
 		w.waitAgree(t, 1)
 	}
-	stats(t, "L2 failover after a node crash (SIGKILL + eth1 traffic dropped), longest UDP silence", samples, time.Second)
+	lab.SLO(t, "L2 failover after a node crash (SIGKILL + eth1 traffic dropped), longest UDP silence", samples, time.Second)
 }
 
 // partitionTable cuts the node off the L2 segment. Its pods stay reachable over the node
@@ -250,7 +246,7 @@ func (w *world) plannedHandover(t *testing.T, ip netip.Addr) {
 		w.startSpeaker(owner)
 		w.waitAgree(t, 1)
 	}
-	stats(t, "planned handover on SIGTERM, longest UDP silence", samples, 100*time.Millisecond)
+	lab.SLO(t, "planned handover on SIGTERM, longest UDP silence", samples, 100*time.Millisecond)
 	w.noConflictEvents(t)
 }
 

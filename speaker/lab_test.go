@@ -271,22 +271,6 @@ func (w *world) readyNodes(ctx context.Context, svc string) []string {
 	return slices.Compact(out)
 }
 
-// stats prints samples and checks CI's rule: each ≤ 2× bound, median ≤ bound.
-func stats(t *testing.T, what string, samples []time.Duration, bound time.Duration) {
-	t.Helper()
-	s := slices.Clone(samples)
-	slices.Sort(s)
-	p50, p99, maxD := s[len(s)/2], s[min(len(s)-1, len(s)*99/100)], s[len(s)-1]
-	shown := ""
-	if len(samples) <= 10 {
-		shown = fmt.Sprintf("samples %v; ", samples)
-	}
-	t.Logf("%s: %sp50 %v p99 %v max %v; bound: each ≤ %v, median ≤ %v", what, shown, p50, p99, maxD, 2*bound, bound)
-	if maxD > 2*bound || p50 > bound {
-		t.Errorf("%s: p50 %v, max %v; want median ≤ %v and each ≤ %v", what, p50, maxD, bound, 2*bound)
-	}
-}
-
 // others lists the nodes but node, in order.
 func (w *world) others(node string) []string {
 	var out []string

@@ -132,7 +132,7 @@ func (w *world) endpointMove(t *testing.T) {
 		})
 		from = to
 	}
-	stats(t, "eTP=Local endpoint move → decision", samples, time.Second)
+	lab.SLO(t, "eTP=Local endpoint move → decision", samples, time.Second)
 }
 
 // failover SIGKILLs the speaker owning the most IPs, five times, and measures until both
@@ -171,7 +171,7 @@ func (w *world) failover(t *testing.T, services int) {
 			return why, o != nil && busiest(o) != "" && contains(o, victim)
 		})
 	}
-	stats(t, "SIGKILL → survivors' decisions", samples, time.Second)
+	lab.SLO(t, "SIGKILL → survivors' decisions", samples, time.Second)
 }
 
 // conditionDropsDead waits until the condition of a Service the dead node owned names the

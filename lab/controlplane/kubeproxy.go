@@ -43,6 +43,12 @@ const (
 	kubeProxyMetrics = 10249
 )
 
+// KubeProxyMinSyncPeriod is kube-proxy's min-sync-period in the lab: the least time
+// between two rule syncs, which bounds how soon a new LB IP is programmed. It is the
+// nftables mode's default (nftables.minSyncPeriod; no flag sets it and the lab passes
+// no configuration file).
+const KubeProxyMinSyncPeriod = time.Second
+
 // StartKubeProxy runs kube-proxy for one node inside its namespace, as system:kube-proxy,
 // and returns once its health server listens (it then programs rules within a second).
 func (c *Cluster) StartKubeProxy(ctx context.Context, o KubeProxyOptions) (*proc.Process, error) {

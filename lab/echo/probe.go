@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berthlb/berth/lab/netns"
@@ -19,21 +21,34 @@ import (
 )
 
 // probeRequest asks a child to send a UDP datagram to Addr every Interval until SIGTERM,
-// printing one line per reply: "<unix nanoseconds> <pod>".
+// printing one line per reply: "<unix nanoseconds> <pod>". Fresh sends each datagram
+// from a new socket (a new source port, so a new conntrack entry on the way).
 type probeRequest struct {
 	Addr     netip.AddrPort `json:"addr"`
 	Interval time.Duration  `json:"interval"`
+	Fresh    bool           `json:"fresh,omitempty"`
 }
 
 // ProbeSpec returns a prober running in ns: UDP to addr every interval, a line per reply
 // on stdout (the process log). Read the replies with ParseProbeLog; the longest silence
 // between two replies is the outage a client saw.
 func ProbeSpec(name string, ns netns.NS, addr netip.AddrPort, interval time.Duration) (proc.Spec, error) {
+	return probeSpec(name, ns, probeRequest{Addr: addr, Interval: interval})
+}
+
+// FreshProbeSpec is ProbeSpec with a new source port per datagram, as new clients
+// would: a flow the network saw before the address worked (and conntrack remembered,
+// un-NATed) cannot hide that it works now. For timing when an address starts to answer.
+func FreshProbeSpec(name string, ns netns.NS, addr netip.AddrPort, interval time.Duration) (proc.Spec, error) {
+	return probeSpec(name, ns, probeRequest{Addr: addr, Interval: interval, Fresh: true})
+}
+
+func probeSpec(name string, ns netns.NS, r probeRequest) (proc.Spec, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return proc.Spec{}, fmt.Errorf("probe %s: find the running binary: %w", addr, err)
+		return proc.Spec{}, fmt.Errorf("probe %s: find the running binary: %w", r.Addr, err)
 	}
-	b, err := json.Marshal(request{Probe: &probeRequest{Addr: addr, Interval: interval}})
+	b, err := json.Marshal(request{Probe: &r})
 	if err != nil {
 		return proc.Spec{}, err
 	}
@@ -43,6 +58,9 @@ func ProbeSpec(name string, ns netns.NS, addr netip.AddrPort, interval time.Dura
 // probe runs until ctx ends. Replies are read on their own goroutine, so a slow reply
 // never delays the next datagram.
 func probe(ctx context.Context, r probeRequest, out io.Writer) error {
+	if r.Fresh {
+		return probeFresh(ctx, r, out)
+	}
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr))
 	if err != nil {
 		return err
@@ -72,6 +90,51 @@ func probe(ctx context.Context, r probeRequest, out io.Writer) error {
 	defer t.Stop()
 	for seq := 0; ; seq++ {
 		_, _ = c.Write([]byte(strconv.Itoa(seq)))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// probeFresh sends every datagram from its own socket and waits up to a second for its
+// reply on its own goroutine.
+func probeFresh(ctx context.Context, r probeRequest, out io.Writer) error {
+	var mu sync.Mutex
+	w := bufio.NewWriter(out)
+	defer func() {
+		mu.Lock()
+		w.Flush()
+		mu.Unlock()
+	}()
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for seq := 0; ; seq++ {
+		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr)); err == nil {
+			go func() {
+				defer c.Close()
+				_, _ = c.Write([]byte(strconv.Itoa(seq)))
+				_ = c.SetReadDeadline(time.Now().Add(time.Second))
+				buf := make([]byte, 2048)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						if errors.Is(err, os.ErrDeadlineExceeded) {
+							return
+						}
+						continue // ICMP unreachable: keep waiting for the deadline
+					}
+					if rep, err := ParseReply(string(buf[:n])); err == nil {
+						mu.Lock()
+						fmt.Fprintf(w, "%d %s\n", time.Now().UnixNano(), rep.Pod)
+						w.Flush()
+						mu.Unlock()
+						return
+					}
+				}
+			}()
+		}
 		select {
 		case <-ctx.Done():
 			return nil

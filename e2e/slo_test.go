@@ -1,0 +1,185 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthlb/berth/lab"
+	"github.com/berthlb/berth/lab/controlplane"
+	"github.com/berthlb/berth/lab/echo"
+	"github.com/berthlb/berth/lab/netns"
+	"github.com/berthlb/berth/lab/proc"
+	"github.com/berthlb/berth/lab/router"
+)
+
+// Goals of issue 9, judged by lab.SLO: every sample ≤ 2× goal, median ≤ goal.
+const (
+	createReachableGoal = 2 * time.Second
+	l2FailoverGoal      = time.Second
+	bgpWithdrawGoal     = time.Second
+)
+
+// TestCreateReachableSLO: 20 L2 and 20 BGP Services, created at once, each answers its
+// client within 2 s of its creation. Each asks for its address, so that a prober (a new
+// UDP flow every 20 ms) listens from before the Service exists; the time is from the
+// Service's creation to the first reply.
+func TestCreateReachableSLO(t *testing.T) {
+	t.Logf("kube-proxy min-sync-period %v (it programs the new addresses)", controlplane.KubeProxyMinSyncPeriod)
+	for _, c := range []struct {
+		kind   string
+		client lab.Host
+		first  netip.Addr
+		change func(*corev1.Service)
+	}{
+		{"L2", l2Client(), netip.MustParseAddr("198.18.2.220"), nil},
+		{"BGP", routedClient(), netip.MustParseAddr("203.0.113.200"), bgpPool},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			ns := namespace(t)
+			deployment(t, ns, "web", 3)
+			waitPods(t, ns, "web", 3)
+			const n = 20
+			probers := make([]*proc.Process, n)
+			ips := make([]netip.Addr, n)
+			ip := c.first
+			for i := range n {
+				ips[i] = ip
+				probers[i] = startProber(t, c.client, ip, true)
+				ip = ip.Next()
+			}
+			created := make([]time.Time, n)
+			for i := range n {
+				created[i] = time.Now()
+				lbService(t, ns, fmt.Sprintf("svc-%02d", i), "web", all(c.change, func(s *corev1.Service) {
+					s.Annotations["berth.dev/load-balancer-ips"] = ips[i].String()
+				}))
+			}
+			var samples []time.Duration
+			for i, p := range probers {
+				lab.Eventually(t, 30*time.Second, fmt.Sprintf("%s answers", ips[i]), func(context.Context) (string, bool) {
+					return "no reply", len(echo.ParseProbeLog(p.Log())) > 0
+				})
+				samples = append(samples, echo.ParseProbeLog(p.Log())[0].At.Sub(created[i]))
+			}
+			lab.SLO(t, fmt.Sprintf("%s: create → reachable from the client, %d Services", c.kind, n), samples, createReachableGoal)
+		})
+	}
+}
+
+// startProber runs a UDP prober from client to ip:80 every 20 ms until the test ends.
+func startProber(t *testing.T, client lab.Host, ip netip.Addr, fresh bool) *proc.Process {
+	t.Helper()
+	p, err := env.site.StartProber(t.Context(), client.NS, netip.AddrPortFrom(ip, 80), 20*time.Millisecond, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(time.Second) })
+	return p
+}
+
+// TestL2FailoverSLO: the owner's speaker is SIGKILLed (its node stays up, still
+// forwarding what reaches it); another node takes the address over, and the client's
+// neighbour entry points at it within 1 s. The client's longest silence is printed too.
+func TestL2FailoverSLO(t *testing.T) {
+	ns, ip, _, _ := l2AndBGP(t)
+	p := startProber(t, l2Client(), ip, false)
+	macs := map[string]string{}
+	for _, n := range env.site.Nodes() {
+		macs[n.L2MAC.String()] = n.Name
+	}
+	var takeovers, silences []time.Duration
+	for i := range 5 {
+		// The Announced condition follows the speakers' reports (≥ 1 s apart), the client
+		// follows their ARP at once: start once both name the same owner.
+		var owner string
+		lab.Eventually(t, 30*time.Second, fmt.Sprintf("round %d: the client sends %s to its owner", i, ip), func(ctx context.Context) (string, bool) {
+			mac, err := l2Client().NS.NeighborMAC(ctx, ip)
+			if err != nil {
+				return err.Error(), false
+			}
+			svc, err := env.kc.CoreV1().Services(ns).Get(ctx, "l2", metav1.GetOptions{})
+			if err != nil {
+				return err.Error(), false
+			}
+			owner = ""
+			if c := meta.FindStatusCondition(svc.Status.Conditions, condAnnounced); c != nil {
+				owner = l2Owners(c.Message)[ip]
+			}
+			return fmt.Sprintf("client → %s, owner %q", macs[mac.String()], owner), owner != "" && macs[mac.String()] == owner
+		})
+		sp := env.berth.Speakers[owner]
+		killed := time.Now()
+		if err := sp.Stop(t.Context(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var now string
+		lab.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: the client moves %s off %s", i, ip, owner), func(ctx context.Context) (string, bool) {
+			mac, err := l2Client().NS.NeighborMAC(ctx, ip)
+			now = macs[mac.String()]
+			return fmt.Sprint(mac, err), err == nil && now != "" && now != owner
+		})
+		takeovers = append(takeovers, time.Since(killed))
+		rs := echo.ParseProbeLog(p.Log())
+		silences = append(silences, echo.LongestSilence(rs, killed, time.Now()))
+		t.Logf("round %d: %s killed → client sends to %s after %v", i, owner, now, takeovers[i].Round(time.Millisecond))
+		startSpeaker(t, owner)
+	}
+	lab.SLO(t, "L2 failover on speaker SIGKILL: kill → the client's neighbour entry names the new owner", takeovers, l2FailoverGoal)
+	t.Logf("the client's longest UDP silence in those failovers (20 ms probes): %v", silences)
+}
+
+// TestBGPWithdrawSLO: a SIGTERMed speaker's path leaves BIRD within 1 s, through
+// GRACEFUL_SHUTDOWN, and the routed client keeps reaching the Service through the others.
+func TestBGPWithdrawSLO(t *testing.T) {
+	_, _, ip, _ := l2AndBGP(t)
+	bird := env.site.Network().BIRD
+	addrOf := map[string]netip.Addr{}
+	for _, n := range env.site.Nodes() {
+		addrOf[n.Name] = n.Addr4
+	}
+	var samples []time.Duration
+	for i := range 5 {
+		victim := env.nodes[i%len(env.nodes)]
+		waitNextHops(t, ip, env.nodes, 30*time.Second)
+		lab.Eventually(t, 30*time.Second, fmt.Sprintf("round %d: BIRD has %s via %s", i, ip, victim), func(ctx context.Context) (string, bool) {
+			has, err := birdHasPath(ctx, bird, ip, addrOf[victim])
+			return fmt.Sprint(err), err == nil && has
+		})
+		stopped := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- env.berth.Speakers[victim].Stop(context.Background(), syscall.SIGTERM) }()
+		lab.Eventually(t, 10*time.Second, fmt.Sprintf("round %d: %s's path leaves BIRD", i, victim), func(ctx context.Context) (string, bool) {
+			has, err := birdHasPath(ctx, bird, ip, addrOf[victim])
+			return fmt.Sprint(err), err == nil && !has
+		})
+		samples = append(samples, time.Since(stopped))
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		reply(t, routedClient(), "tcp", ip)
+		startSpeaker(t, victim)
+	}
+	lab.SLO(t, "BGP withdraw on speaker SIGTERM: signal → path gone from BIRD", samples, bgpWithdrawGoal)
+}
+
+// birdHasPath says whether BIRD holds a BGP path to ip via next hop.
+func birdHasPath(ctx context.Context, bird *router.BIRD, ip, hop netip.Addr) (bool, error) {
+	routes, err := bird.BGPRoutes(ctx, netns.FamilyOf(ip))
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(routes, func(r router.Route) bool {
+		return r.Prefix == netip.PrefixFrom(ip, ip.BitLen()) && r.NextHop == hop
+	}), nil
+}
