@@ -120,6 +120,16 @@ func (a *Agent) start(ctx context.Context, key cache.ObjectName, pod *corev1.Pod
 	if err := a.node.NS.AttachToBridge(ctx, hostEnd, a.node.Bridge); err != nil {
 		return nil, fmt.Errorf("netns %s: %w", a.node.NS, err)
 	}
+	// The node may still map a reused address to the MAC of the pod that had it last (a
+	// neighbour entry on the bridge outlives that pod's veth, and stays REACHABLE up to
+	// 30 s): it would send the new pod's traffic nowhere. Forget it.
+	var flush []string
+	for _, ip := range ips {
+		flush = append(flush, fmt.Sprintf("neigh flush to %s dev %s", ip, a.node.Bridge))
+	}
+	if err := a.node.NS.Batch(ctx, flush...); err != nil {
+		return nil, err
+	}
 	var cmds []string
 	for i, ip := range ips {
 		c := fmt.Sprintf("addr add %s dev %s", netip.PrefixFrom(ip, a.node.PodCIDRs[i].Bits()), PodDev)
