@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/lab"
@@ -27,7 +28,7 @@ func TestProxyMode(t *testing.T) {
 	ns := namespace(t)
 	name := ns
 	create(t, &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.IPPoolSpec{
-		Addresses: []v1alpha1.AddressRange{"198.18.2.160/29"}, IPMode: v1alpha1.IPModeProxy}})
+		Addresses: []v1alpha1.AddressRange{"198.18.2.160/29"}, IPMode: v1alpha1.IPModeProxy, AutoAssign: ptr.To(false)}})
 	create(t, &v1alpha1.L2Advertisement{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.L2AdvertisementSpec{AdvertisementTarget: v1alpha1.AdvertisementTarget{IPPools: []v1alpha1.ObjectName{v1alpha1.ObjectName(name)}}}})
 	for i, n := range env.nodes {

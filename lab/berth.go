@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -28,7 +29,7 @@ type Berth struct {
 const BuildTags = "grpcnotrace"
 
 // BuildBerth builds berth-controller and berth-speaker from the module containing the
-// working directory into dir.
+// working directory into dir, static (CGO_ENABLED=0) as make build and the images do.
 func BuildBerth(ctx context.Context, dir string) (Berth, error) {
 	root, err := controlplane.RepoRoot()
 	if err != nil {
@@ -36,6 +37,8 @@ func BuildBerth(ctx context.Context, dir string) (Berth, error) {
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-tags", BuildTags, "-o", dir+"/", "./cmd/berth-controller", "./cmd/berth-speaker")
 	cmd.Dir = root
+	// Static, as the images' (cmd/*/Dockerfile): the lab runs what a cluster would.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Berth{}, fmt.Errorf("build berth: %w\n%s", err, out)
 	}
@@ -70,15 +73,16 @@ func (s *Site) StartSpeaker(ctx context.Context, bin, node string, args ...strin
 	s.starts++
 	name := "berth-speaker-" + node + "-" + strconv.Itoa(s.starts)
 	s.mu.Unlock()
-	return s.startSpeaker(ctx, bin, n, name, append([]string{"--kubeconfig", s.AdminKubeconfig()}, args...))
+	return s.startSpeaker(ctx, bin, n, name, nil, append([]string{"--kubeconfig", s.AdminKubeconfig()}, args...))
 }
 
-// startSpeaker runs berth-speaker as process name in node n and waits for its socket.
-func (s *Site) startSpeaker(ctx context.Context, bin string, n *Node, name string, args []string) (*proc.Process, error) {
+// startSpeaker runs berth-speaker as process name in node n, as root with only caps when
+// set, and waits for its socket.
+func (s *Site) startSpeaker(ctx context.Context, bin string, n *Node, name string, caps, args []string) (*proc.Process, error) {
 	sock := s.SpeakerSocket(n.Name)
 	argv := append([]string{"--node-name", n.Name, "--memberlist-bind-address", n.Addr4.String(),
 		"--decisions-socket", sock}, args...)
-	p, err := s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv, NetNS: string(n.NS)})
+	p, err := s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv, NetNS: string(n.NS), Capabilities: caps})
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/berthlb/berth/lab/echo"
 )
@@ -40,7 +40,7 @@ func (s *Site) WaitDemo(ctx context.Context) ([]DemoAddress, error) {
 		client Host
 	}{{DemoL2, s.network.L2Client}, {DemoBGP, s.network.Client}} {
 		var svc *corev1.Service
-		err := poll(ctx, func(ctx context.Context) (bool, error) {
+		err := wait.PollUntilContextCancel(ctx, waitStep, true, func(ctx context.Context) (bool, error) {
 			var err error
 			svc, err = s.Client().CoreV1().Services(DemoNamespace).Get(ctx, d.svc, metav1.GetOptions{})
 			return err == nil && len(svc.Status.LoadBalancer.Ingress) >= len(svc.Spec.IPFamilies), nil
@@ -55,7 +55,7 @@ func (s *Site) WaitDemo(ctx context.Context) ([]DemoAddress, error) {
 			}
 			a := DemoAddress{Service: d.svc, Addr: netip.AddrPortFrom(ip, uint16(svc.Spec.Ports[0].Port)), Client: d.client}
 			var last error
-			err = poll(ctx, func(ctx context.Context) (bool, error) {
+			err = wait.PollUntilContextCancel(ctx, waitStep, true, func(ctx context.Context) (bool, error) {
 				_, last = echo.Ask(ctx, a.Client.NS, "tcp", a.Addr)
 				return last == nil, nil
 			})
@@ -66,19 +66,4 @@ func (s *Site) WaitDemo(ctx context.Context) ([]DemoAddress, error) {
 		}
 	}
 	return out, nil
-}
-
-// poll calls cond every waitStep until it returns true or an error, or ctx ends.
-func poll(ctx context.Context, cond func(context.Context) (bool, error)) error {
-	for {
-		ok, err := cond(ctx)
-		if err != nil || ok {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(waitStep):
-		}
-	}
 }

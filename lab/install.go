@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/berthlb/berth/lab/controlplane"
 	"github.com/berthlb/berth/lab/proc"
@@ -61,13 +66,15 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 	if err := s.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
 		return nil, err
 	}
-	kubeconfig := map[string]string{}
+	// RBAC reaches the apiserver's authorizer through its informers: wait until it grants
+	// the binaries their first calls, so that no start-up request is refused.
 	for _, sa := range []string{ControllerAccount, SpeakerAccount} {
-		path, err := s.cluster.ServiceAccountKubeconfig(ctx, BerthNamespace, sa, false)
-		if err != nil {
-			return nil, fmt.Errorf("install berth: %w", err)
+		as := "--as=system:serviceaccount:" + BerthNamespace + ":" + sa
+		if err := wait.PollUntilContextCancel(ctx, waitStep, true, func(ctx context.Context) (bool, error) {
+			return s.Kubectl(ctx, "auth", "can-i", "list", "services", as) == nil, nil
+		}); err != nil {
+			return nil, fmt.Errorf("install berth: RBAC of %s not in effect: %w", sa, err)
 		}
-		kubeconfig[sa] = path
 	}
 	if o.Demo {
 		if err := s.addNodesToRouters(ctx); err != nil {
@@ -78,10 +85,18 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 		}
 	}
 
+	caps, err := s.speakerCapabilities(ctx, o.DeployDir)
+	if err != nil {
+		return nil, err
+	}
+
 	in := &Installation{Speakers: map[string]*Supervised{}}
-	life := s.life
-	c, err := supervise(ctx, life, "berth-controller", func(ctx context.Context) (*proc.Process, error) {
-		argv := append([]string{"--kubeconfig", kubeconfig[ControllerAccount], "--health-bind-address=",
+	c, err := supervise(ctx, s.life, "berth-controller", func(ctx context.Context) (*proc.Process, error) {
+		kubeconfig, err := s.tokenKubeconfig(ctx, ControllerAccount)
+		if err != nil {
+			return nil, err
+		}
+		argv := append([]string{"--kubeconfig", kubeconfig, "--health-bind-address=",
 			"--leader-elect-identity=lab"}, o.ControllerArgs...)
 		return s.network.runner.Start(ctx, proc.Spec{Name: "berth-controller", Path: o.Bin.Controller, Args: argv})
 	})
@@ -93,12 +108,12 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 	// creates once it leads (in a cluster they would crash-loop until then).
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := poll(wctx, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextCancel(wctx, waitStep, true, func(ctx context.Context) (bool, error) {
 		_, err := s.Client().CoreV1().Secrets(BerthNamespace).Get(ctx, MemberlistSecret, metav1.GetOptions{})
 		return err == nil, nil
 	}); err != nil {
-		return nil, fmt.Errorf("install berth: berth-controller made no Secret %s/%s: %w\n%s",
-			BerthNamespace, MemberlistSecret, err, tail(c.Process().Log(), 20))
+		return nil, errors.Join(fmt.Errorf("install berth: berth-controller made no Secret %s/%s: %w\n%s",
+			BerthNamespace, MemberlistSecret, err, tail(c.Process().Log(), 20)), in.Close())
 	}
 	var (
 		wg   sync.WaitGroup
@@ -107,9 +122,13 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 	)
 	for _, n := range s.network.Nodes {
 		wg.Go(func() {
-			sp, err := supervise(ctx, life, "berth-speaker-"+n.Name, func(ctx context.Context) (*proc.Process, error) {
-				return s.startSpeaker(ctx, o.Bin.Speaker, n, "berth-speaker-"+n.Name,
-					append([]string{"--kubeconfig", kubeconfig[SpeakerAccount]}, o.SpeakerArgs...))
+			name := "berth-speaker-" + n.Name
+			sp, err := supervise(ctx, s.life, name, func(ctx context.Context) (*proc.Process, error) {
+				kubeconfig, err := s.tokenKubeconfig(ctx, SpeakerAccount)
+				if err != nil {
+					return nil, err
+				}
+				return s.startSpeaker(ctx, o.Bin.Speaker, n, name, caps, append([]string{"--kubeconfig", kubeconfig}, o.SpeakerArgs...))
 			})
 			mu.Lock()
 			defer mu.Unlock()
@@ -122,9 +141,65 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("install berth: %w", err)
+		return nil, errors.Join(fmt.Errorf("install berth: %w", err), in.Close())
 	}
 	return in, nil
+}
+
+// Close stops berth's binaries and their supervision (the site's Close does it too).
+func (in *Installation) Close() error {
+	var errs []error
+	if in.Controller != nil {
+		errs = append(errs, in.Controller.Close())
+	}
+	for _, sp := range in.Speakers {
+		errs = append(errs, sp.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// speakerCapabilities reads the speaker DaemonSet of deploy/default (kubectl kustomize):
+// the lab runs its speakers as root with exactly the capabilities the container is given,
+// so a capability berth needs but the manifests (and the chart, held equal to them) lack
+// fails the lab's tests. A non-root speaker could not get capabilities from Kubernetes.
+func (s *Site) speakerCapabilities(ctx context.Context, deployDir string) ([]string, error) {
+	out, err := s.KubectlOutput(ctx, "kustomize", filepath.Join(deployDir, "default"))
+	if err != nil {
+		return nil, err
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		var ds appsv1.DaemonSet
+		if err := dec.Decode(&ds); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("deploy/default: %w", err)
+		}
+		if ds.Kind != "DaemonSet" || ds.Name != "berth-speaker" {
+			continue
+		}
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			sc := c.SecurityContext
+			if c.Name != "speaker" || sc == nil || sc.Capabilities == nil {
+				continue
+			}
+			if sc.RunAsUser == nil || *sc.RunAsUser != 0 || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				return nil, fmt.Errorf("deploy/default: the speaker container must run as user 0 and drop ALL capabilities before adding some")
+			}
+			caps := make([]string, len(sc.Capabilities.Add))
+			for i, c := range sc.Capabilities.Add {
+				caps[i] = string(c)
+			}
+			return caps, nil
+		}
+	}
+	return nil, errors.New("deploy/default: no DaemonSet berth-speaker with a speaker container that sets capabilities")
+}
+
+// tokenKubeconfig writes a kubeconfig with a fresh token of berth's ServiceAccount sa: a
+// binary restarted after a day (a lab left running) must not start with an expired one.
+func (s *Site) tokenKubeconfig(ctx context.Context, sa string) (string, error) {
+	return s.cluster.ServiceAccountKubeconfig(ctx, BerthNamespace, sa, false)
 }
 
 // addNodesToRouters makes every node an eBGP neighbour (AS NodeASN) of FRR and BIRD, over

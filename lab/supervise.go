@@ -19,33 +19,40 @@ const (
 	restartFirst  = 250 * time.Millisecond
 	restartMax    = 8 * time.Second
 	restartStable = 30 * time.Second // a process that ran this long starts the backoff over
+	// restartTimeout bounds one start (a speaker's waits for its socket).
+	restartTimeout = time.Minute
 )
 
 // Supervised keeps one program running, as a DaemonSet's kubelet would: when it exits
 // without being asked to, it is started again after a backoff that doubles from 250 ms to
 // 8 s. Stop holds it down (a test's speaker kill must stay killed while it measures), and
-// Start brings it back.
+// Start brings it back at once.
 type Supervised struct {
-	name  string
-	start func(context.Context) (*proc.Process, error)
-	ctx   context.Context // outlives the start; cancelled by Close
+	name   string
+	start  func(context.Context) (*proc.Process, error)
+	ctx    context.Context // ends with the site, or Close
+	cancel context.CancelFunc
+	done   chan struct{} // the loop ended
 
 	mu       sync.Mutex
 	cur      *proc.Process
 	held     bool
+	stopped  *proc.Process // the process Stop ended: its exit is no crash
+	starting chan struct{} // closed when the start in flight returns; nil when none
 	restarts int
-	done     chan struct{} // the loop ended
 	lastErr  error
 }
 
 // supervise starts the program with start, returns once the first start succeeded (or its
-// error), and keeps restarting it until Close. start must return a new process each call.
+// error), and keeps restarting it until life ends or Close. start must return a new
+// process each call.
 func supervise(ctx context.Context, life context.Context, name string, start func(context.Context) (*proc.Process, error)) (*Supervised, error) {
 	p, err := start(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervised{name: name, start: start, ctx: life, cur: p, done: make(chan struct{})}
+	sctx, cancel := context.WithCancel(life)
+	s := &Supervised{name: name, start: start, ctx: sctx, cancel: cancel, cur: p, done: make(chan struct{})}
 	go s.loop(p)
 	return s, nil
 }
@@ -69,7 +76,12 @@ func (s *Supervised) loop(p *proc.Process) {
 		case <-s.ctx.Done():
 			return
 		}
-		if !s.isHeld() {
+		s.mu.Lock()
+		asked := s.stopped == p
+		s.mu.Unlock()
+		if asked {
+			backoff = restartFirst
+		} else {
 			if time.Since(began) > restartStable {
 				backoff = restartFirst
 			}
@@ -79,18 +91,29 @@ func (s *Supervised) loop(p *proc.Process) {
 			}
 			backoff = min(2*backoff, restartMax)
 		}
-		// Held by Stop, before or during the backoff: wait for Start.
-		for s.isHeld() {
-			backoff = restartFirst
-			if !sleep(waitStep) {
-				return
-			}
-		}
 		for {
-			next, err := s.start(s.ctx)
+			// Held by Stop (before or during the backoff): wait for Start.
+			for s.isHeld() {
+				if !sleep(waitStep) {
+					return
+				}
+			}
+			next, err := s.startOnce()
 			if err == nil {
-				p = next
-				break
+				s.mu.Lock()
+				held := s.held
+				if !held {
+					s.cur, s.lastErr = next, nil
+					s.restarts++
+				}
+				s.mu.Unlock()
+				if !held {
+					p = next
+					break
+				}
+				// Stop came while it started: it never counts as running.
+				_ = next.Stop(time.Second)
+				continue
 			}
 			s.mu.Lock()
 			s.lastErr = err
@@ -101,11 +124,24 @@ func (s *Supervised) loop(p *proc.Process) {
 			}
 			backoff = min(2*backoff, restartMax)
 		}
-		s.mu.Lock()
-		s.cur, s.lastErr = p, nil
-		s.restarts++
-		s.mu.Unlock()
 	}
+}
+
+// startOnce runs one bounded start, visible to Stop as in flight.
+func (s *Supervised) startOnce() (*proc.Process, error) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.starting = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.starting = nil
+		s.mu.Unlock()
+		close(ch)
+	}()
+	ctx, cancel := context.WithTimeout(s.ctx, restartTimeout)
+	defer cancel()
+	return s.start(ctx)
 }
 
 func (s *Supervised) isHeld() bool {
@@ -131,12 +167,24 @@ func (s *Supervised) Restarts() int {
 	return s.restarts
 }
 
-// Stop holds the program down: it sends sig (SIGTERM for a graceful stop, SIGKILL for a
-// crash) and waits until the process has exited; it stays down until Start.
+// Stop holds the program down: it waits for a start in flight, sends sig to the process
+// (SIGTERM for a graceful stop, SIGKILL for a crash) and waits until it has exited; it
+// stays down until Start.
 func (s *Supervised) Stop(ctx context.Context, sig syscall.Signal) error {
 	s.mu.Lock()
 	s.held = true
+	starting := s.starting
+	s.mu.Unlock()
+	if starting != nil {
+		select {
+		case <-starting:
+		case <-ctx.Done():
+			return fmt.Errorf("stop %s: a restart in flight: %w", s.name, ctx.Err())
+		}
+	}
+	s.mu.Lock()
 	p := s.cur
+	s.stopped = p
 	s.mu.Unlock()
 	if err := p.Signal(sig); err != nil && !errors.Is(err, proc.ErrExited) {
 		return fmt.Errorf("stop %s: %w", s.name, err)
@@ -149,7 +197,8 @@ func (s *Supervised) Stop(ctx context.Context, sig syscall.Signal) error {
 	}
 }
 
-// Start ends a Stop and waits until the new process runs.
+// Start ends a Stop and waits until the new process runs; it does nothing when the
+// program is not held down.
 func (s *Supervised) Start(ctx context.Context) error {
 	s.mu.Lock()
 	old := s.cur
@@ -176,5 +225,15 @@ func (s *Supervised) Start(ctx context.Context) error {
 	}
 }
 
-// Done is closed when supervision ends (the site's Close).
+// Close ends supervision and stops the process (SIGTERM, then SIGKILL after a second).
+func (s *Supervised) Close() error {
+	s.cancel()
+	<-s.done
+	if p := s.Process(); !p.Exited() {
+		return p.Stop(time.Second)
+	}
+	return nil
+}
+
+// Done is closed when supervision ends (the site's Close, or Close).
 func (s *Supervised) Done() <-chan struct{} { return s.done }

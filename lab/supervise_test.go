@@ -51,7 +51,9 @@ func TestSupervised(t *testing.T) {
 	if !running.Exited() {
 		t.Fatal("Stop returned before the process exited")
 	}
-	time.Sleep(3 * restartFirst) // a restart would come within one backoff step
+	// A stopped process is restarted without backoff once released: a broken hold would
+	// show within a few poll steps.
+	time.Sleep(3 * restartFirst)
 	if got := s.Restarts(); got != 3 || s.Process() != running {
 		t.Fatalf("held down, yet restarted: %d restarts", got)
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berthlb/berth/lab/netns"
@@ -99,31 +100,33 @@ func probe(ctx context.Context, r probeRequest, out io.Writer) error {
 }
 
 // probeFresh sends every datagram from its own socket and waits up to a second for its
-// reply on its own goroutine.
+// reply on its own goroutine; it returns once every one of them has.
 func probeFresh(ctx context.Context, r probeRequest, out io.Writer) error {
-	var mu sync.Mutex
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
 	w := bufio.NewWriter(out)
 	defer func() {
-		mu.Lock()
+		wg.Wait()
 		w.Flush()
-		mu.Unlock()
 	}()
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	for seq := 0; ; seq++ {
 		if c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr)); err == nil {
-			go func() {
+			wg.Go(func() {
 				defer c.Close()
 				_, _ = c.Write([]byte(strconv.Itoa(seq)))
 				_ = c.SetReadDeadline(time.Now().Add(time.Second))
 				buf := make([]byte, 2048)
 				for {
 					n, err := c.Read(buf)
+					if unreachable(err) {
+						continue // ICMP while the address has no owner: wait for the deadline
+					}
 					if err != nil {
-						if errors.Is(err, os.ErrDeadlineExceeded) {
-							return
-						}
-						continue // ICMP unreachable: keep waiting for the deadline
+						return
 					}
 					if rep, err := ParseReply(string(buf[:n])); err == nil {
 						mu.Lock()
@@ -133,7 +136,7 @@ func probeFresh(ctx context.Context, r probeRequest, out io.Writer) error {
 						return
 					}
 				}
-			}()
+			})
 		}
 		select {
 		case <-ctx.Done():
@@ -141,6 +144,11 @@ func probeFresh(ctx context.Context, r probeRequest, out io.Writer) error {
 		case <-t.C:
 		}
 	}
+}
+
+// unreachable reports an ICMP error a connected UDP socket returns on a read.
+func unreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // ProbeReply is one reply a prober received.

@@ -78,3 +78,27 @@ func nsInode(path string) (string, error) {
 	}
 	return strconv.FormatUint(st.Ino, 10), nil
 }
+
+// TestCapabilities: a program started with Capabilities has exactly those, in every set
+// that matters (permitted, effective, bounding), none inheritable, and no_new_privs.
+func TestCapabilities(t *testing.T) {
+	if err := tool.Require(tool.Setpriv); err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(t)
+	p, err := r.Start(t.Context(), Spec{Name: "caps", Path: "grep", Args: []string{"-E", "^(Cap|NoNewPrivs)", "/proc/self/status"},
+		Capabilities: []string{"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// NET_BIND_SERVICE is bit 10, NET_ADMIN 12, NET_RAW 13.
+	for _, want := range []string{"CapInh:\t0000000000000000", "CapPrm:\t0000000000003400",
+		"CapEff:\t0000000000003400", "CapBnd:\t0000000000003400", "NoNewPrivs:\t1"} {
+		if !strings.Contains(p.Log(), want) {
+			t.Errorf("no %q in:\n%s", want, p.Log())
+		}
+	}
+}
