@@ -13,18 +13,19 @@ SLO_TAGS := $(TEST_TAGS),timing
 CONTROLLER_GEN := $(GO) tool controller-gen
 GEN_ARGS := object:headerFile=/dev/null paths=./config/v1alpha1/... crd:crdVersions=v1
 
-.PHONY: all build generate lint test test-unit test-integration test-slo controlplane e2e bench demo clean
+.PHONY: all build generate lint test test-unit test-integration test-slo controlplane helm e2e bench demo clean
 
 all: build
 
-## build: berth-controller, berth-speaker and berthctl into bin/
+## build: berth-controller, berth-speaker and berthctl into bin/, static as in the images
 build:
-	$(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 	ln -sf berthctl bin/kubectl-berth
 
-## generate: deepcopy and CRDs from config/v1alpha1
+## generate: deepcopy and CRDs from config/v1alpha1; the chart's CRDs and RBAC from them
 generate:
 	$(CONTROLLER_GEN) $(GEN_ARGS) output:crd:dir=./config/crd
+	hack/gen-chart.sh
 
 ## lint: formatting, vet (every tag), tidy go.mod, generated files up to date
 lint:
@@ -35,7 +36,9 @@ lint:
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  $(CONTROLLER_GEN) $(GEN_ARGS) output:object:dir=$$tmp/obj output:crd:dir=$$tmp/crd; \
 	  if ! diff -r -x kustomization.yaml $$tmp/crd config/crd || ! diff $$tmp/obj/zz_generated.deepcopy.go config/v1alpha1/zz_generated.deepcopy.go; then \
-	    echo "generated files are stale: run make generate"; exit 1; fi
+	    echo "generated files are stale: run make generate"; exit 1; fi; \
+	  cp -r deploy/helm/berth $$tmp/chart && hack/gen-chart.sh $$tmp/chart && \
+	  if ! diff -r $$tmp/chart deploy/helm/berth; then echo "the chart's generated files are stale: run make generate"; exit 1; fi
 	@cp go.mod /tmp/berth-go.mod.$$$$ && cp go.sum /tmp/berth-go.sum.$$$$ && $(GO) mod tidy && \
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go.mod/go.sum not tidy: run go mod tidy"; git diff --stat -- go.mod go.sum; \
 	    cp /tmp/berth-go.mod.$$$$ go.mod; cp /tmp/berth-go.sum.$$$$ go.sum; rm -f /tmp/berth-go.*.$$$$; exit 1; fi; rm -f /tmp/berth-go.*.$$$$
@@ -44,6 +47,10 @@ lint:
 controlplane:
 	@hack/controlplane/build.sh >/dev/null
 
+## helm: build the pinned helm into the cache (only when missing); the chart's tests use it
+helm:
+	@hack/helm/build.sh >/dev/null
+
 ## test: unit tests, then integration and privileged tests against the real control plane,
 ## then the SLO tests
 test: test-unit test-integration test-slo
@@ -51,7 +58,7 @@ test: test-unit test-integration test-slo
 test-unit:
 	$(GO) test -race -count=1 ./...
 
-test-integration: controlplane
+test-integration: controlplane helm
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) \
 	  $(GO) test -race -count=1 -timeout 20m -tags $(TEST_TAGS) ./...
 
