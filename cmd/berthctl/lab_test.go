@@ -384,6 +384,23 @@ func TestLabUpWithBerth(t *testing.T) {
 		}
 	}
 
+	// berthctl status and pools, on the demo as a user would run them: the golden files hold
+	// what the demo settles to (addresses, owners and peers are deterministic).
+	kubeconfig := field(t, out, "kubeconfig")
+	for _, c := range []struct{ cmd, golden string }{{"status", "demo-status.golden"}, {"pools", "demo-pools.golden"}} {
+		want, err := os.ReadFile(filepath.Join("testdata", c.golden))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		lab.Eventually(t, 30*time.Second, "berthctl "+c.cmd+" shows "+c.golden, func(ctx context.Context) (string, bool) {
+			b, err := exec.CommandContext(ctx, berthctl, c.cmd, "--kubeconfig", kubeconfig).CombinedOutput()
+			got = string(b)
+			return fmt.Sprintf("%v:\n%s", err, b), err == nil && got == string(want)
+		})
+		t.Logf("berthctl %s:\n%s", c.cmd, got)
+	}
+
 	fp := footprintOf(t, r)
 	for _, want := range []string{"berth-controller", "berth-speaker-node1", "berth-speaker-node3"} {
 		found := false

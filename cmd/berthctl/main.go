@@ -17,6 +17,9 @@ import (
 const usage = `usage: %s <command>
 
 commands:
+  status     every LoadBalancer Service: addresses, pool, mode, who announces it, to which
+             peers, and what is wrong (-n NAMESPACE, -o table|json|yaml)
+  pools      every IPPool's use per family (-o table|json|yaml)
   version    print the version
   lab        run the lab, a whole bare-metal site in network namespaces (lab up|down|status)
 `
@@ -48,6 +51,8 @@ func run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 		return exitOK
 	case "lab":
 		return labCommand(ctx, name, args[1:], stdout, stderr)
+	case "status", "pools":
+		return inspectCommand(ctx, name, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprintf(stdout, usage, name)
 		return exitOK
