@@ -64,7 +64,11 @@ func TestControllerRestart(t *testing.T) {
 	if err := c.Stop(ctx, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Start(context.Background()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.Start(ctx)
+	})
 	answers(t, l2Client(), before["a"])
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)

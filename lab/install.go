@@ -68,12 +68,16 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 	}
 	// RBAC reaches the apiserver's authorizer through its informers: wait until it grants
 	// the binaries their first calls, so that no start-up request is refused.
-	for _, sa := range []string{ControllerAccount, SpeakerAccount} {
-		as := "--as=system:serviceaccount:" + BerthNamespace + ":" + sa
+	// Cluster-wide and namespaced grants reach it separately: check one of each.
+	for _, c := range []struct{ sa, verb, resource string }{
+		{ControllerAccount, "list", "services"}, {ControllerAccount, "create", "leases"},
+		{SpeakerAccount, "list", "services"}, {SpeakerAccount, "get", "secrets"},
+	} {
+		as := "--as=system:serviceaccount:" + BerthNamespace + ":" + c.sa
 		if err := wait.PollUntilContextCancel(ctx, waitStep, true, func(ctx context.Context) (bool, error) {
-			return s.Kubectl(ctx, "auth", "can-i", "list", "services", as) == nil, nil
+			return s.Kubectl(ctx, "auth", "can-i", c.verb, c.resource, "-n", BerthNamespace, as) == nil, nil
 		}); err != nil {
-			return nil, fmt.Errorf("install berth: RBAC of %s not in effect: %w", sa, err)
+			return nil, fmt.Errorf("install berth: RBAC of %s (%s %s) not in effect: %w", c.sa, c.verb, c.resource, err)
 		}
 	}
 	if o.Demo {

@@ -99,21 +99,14 @@ func (s *Supervised) loop(p *proc.Process) {
 				}
 			}
 			next, err := s.startOnce()
-			if err == nil {
-				s.mu.Lock()
-				held := s.held
-				if !held {
-					s.cur, s.lastErr = next, nil
-					s.restarts++
-				}
-				s.mu.Unlock()
-				if !held {
-					p = next
-					break
-				}
-				// Stop came while it started: it never counts as running.
-				_ = next.Stop(time.Second)
+			if errors.Is(err, errHeld) {
 				continue
+			}
+			if err == nil {
+				// Published as the current process: a Stop that came during the start
+				// signals it and the loop sees it exit as asked.
+				p = next
+				break
 			}
 			s.mu.Lock()
 			s.lastErr = err
@@ -127,21 +120,32 @@ func (s *Supervised) loop(p *proc.Process) {
 	}
 }
 
-// startOnce runs one bounded start, visible to Stop as in flight.
+// errHeld: startOnce found the program held down.
+var errHeld = errors.New("held down")
+
+// startOnce runs one bounded start, visible to Stop as in flight, unless the program is
+// held down. A started process becomes the current one before Stop may look at it.
 func (s *Supervised) startOnce() (*proc.Process, error) {
 	ch := make(chan struct{})
 	s.mu.Lock()
+	if s.held {
+		s.mu.Unlock()
+		return nil, errHeld
+	}
 	s.starting = ch
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.starting = nil
-		s.mu.Unlock()
-		close(ch)
-	}()
 	ctx, cancel := context.WithTimeout(s.ctx, restartTimeout)
 	defer cancel()
-	return s.start(ctx)
+	p, err := s.start(ctx)
+	s.mu.Lock()
+	if err == nil {
+		s.cur, s.lastErr = p, nil
+		s.restarts++
+	}
+	s.starting = nil
+	s.mu.Unlock()
+	close(ch)
+	return p, err
 }
 
 func (s *Supervised) isHeld() bool {
