@@ -46,7 +46,11 @@ func TestServicesAndPools(t *testing.T) {
 		lb("demo", "api", []string{"203.0.113.7"}, corev1.LoadBalancerIPModeProxy),
 		lb("demo", "wait", nil, "", metav1.Condition{Type: conditionAllocated, Status: metav1.ConditionFalse, Reason: "PoolExhausted", Message: `pool "bgp" has no free IPv4 address`}),
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "internal"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "other-class"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer,
+			LoadBalancerClass: ptr.To("example.com/lb")}},
+		lb("demo", "stray", []string{"198.51.100.9"}, corev1.LoadBalancerIPModeVIP),
 	}
+	berth := Classes{LoadBalancerClass: "berth.dev/lb", HandleDefaultClass: true}
 	anns := []v1alpha1.NodeAnnouncement{
 		{ObjectMeta: metav1.ObjectMeta{Name: "node1"}, Status: v1alpha1.NodeAnnouncementStatus{Services: []v1alpha1.AnnouncedService{
 			{Namespace: "demo", Name: "web", L2: []string{"198.18.2.192"}, Interfaces: []string{"eth1"}},
@@ -61,7 +65,7 @@ func TestServicesAndPools(t *testing.T) {
 		}},
 	}
 	var b bytes.Buffer
-	if err := WriteServices(&b, FormatTable, Services(svcs, anns, snap)); err != nil {
+	if err := WriteServices(&b, FormatTable, Services(svcs, anns, snap, berth)); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "status.golden", b.String())
@@ -73,7 +77,7 @@ func TestServicesAndPools(t *testing.T) {
 	golden(t, "pools.golden", b.String())
 
 	b.Reset()
-	if err := WriteServices(&b, FormatYAML, Services(svcs[:1], anns[:1], snap)); err != nil {
+	if err := WriteServices(&b, FormatYAML, Services(svcs[:1], anns[:1], snap, berth)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "pool: lan") || !strings.Contains(b.String(), "198.18.2.192:\n    - node1") {

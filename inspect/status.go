@@ -32,7 +32,7 @@ type ServiceStatus struct {
 	Name      string `json:"name"`
 	// IPs are the addresses in status.loadBalancer.ingress, sorted.
 	IPs []string `json:"ips,omitempty"`
-	// Pool holds the IPs (the accepted pool containing the first one), "" if none does.
+	// Pool names the accepted pool(s) holding the IPs; an IP in none is a problem.
 	Pool string `json:"pool,omitempty"`
 	// Mode is the ingress ipMode: VIP or Proxy.
 	Mode string `json:"mode,omitempty"`
@@ -45,11 +45,29 @@ type ServiceStatus struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
-// Services describes every LoadBalancer Service of svcs: its addresses, pool, mode, who
-// announces it and to whom, from the nodes' NodeAnnouncements, and any problem berth
-// reported. snap (config.Build of the cluster's objects) names the pools; it may be nil.
-// Services are sorted by namespace and name.
-func Services(svcs []corev1.Service, anns []v1alpha1.NodeAnnouncement, snap *config.Snapshot) []ServiceStatus {
+// Classes say which LoadBalancer Services berth handles, as berth-controller's
+// --load-balancer-class and --handle-default-class do.
+type Classes struct {
+	LoadBalancerClass  string
+	HandleDefaultClass bool
+}
+
+// Handles reports whether berth handles svc.
+func (c Classes) Handles(svc *corev1.Service) bool {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return false
+	}
+	if svc.Spec.LoadBalancerClass == nil {
+		return c.HandleDefaultClass
+	}
+	return *svc.Spec.LoadBalancerClass == c.LoadBalancerClass
+}
+
+// Services describes every LoadBalancer Service of svcs berth handles: its addresses,
+// pool, mode, who announces it and to whom, from the nodes' NodeAnnouncements, and any
+// problem berth reported. snap (config.Build of the cluster's objects) names the pools;
+// it may be nil. Services are sorted by namespace and name.
+func Services(svcs []corev1.Service, anns []v1alpha1.NodeAnnouncement, snap *config.Snapshot, classes Classes) []ServiceStatus {
 	type key struct{ ns, name string }
 	type entry struct {
 		node string
@@ -69,7 +87,7 @@ func Services(svcs []corev1.Service, anns []v1alpha1.NodeAnnouncement, snap *con
 	var out []ServiceStatus
 	for i := range svcs {
 		svc := &svcs[i]
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		if !classes.Handles(svc) {
 			continue
 		}
 		s := ServiceStatus{Namespace: svc.Namespace, Name: svc.Name, L2: map[string][]string{}}
@@ -80,9 +98,16 @@ func Services(svcs []corev1.Service, anns []v1alpha1.NodeAnnouncement, snap *con
 			}
 		}
 		slices.SortFunc(s.IPs, compareAddrs)
-		if len(s.IPs) > 0 {
-			s.Pool = poolOf(snap, s.IPs[0])
+		var pools []string
+		for _, ip := range s.IPs {
+			if p := poolOf(snap, ip); p != "" {
+				pools = append(pools, p)
+			} else if snap != nil {
+				s.Problems = append(s.Problems, ip+" is in no accepted pool")
+			}
 		}
+		slices.Sort(pools)
+		s.Pool = strings.Join(slices.Compact(pools), ",")
 		bgp, peers := map[string]bool{}, map[string]bool{}
 		for _, e := range byService[key{svc.Namespace, svc.Name}] {
 			for _, ip := range e.a.L2 {
@@ -96,7 +121,8 @@ func Services(svcs []corev1.Service, anns []v1alpha1.NodeAnnouncement, snap *con
 			}
 		}
 		s.BGP, s.Peers = slices.Sorted(maps.Keys(bgp)), slices.Sorted(maps.Keys(peers))
-		for ip, nodes := range s.L2 {
+		for _, ip := range slices.SortedFunc(maps.Keys(s.L2), compareAddrs) {
+			nodes := s.L2[ip]
 			slices.Sort(nodes)
 			if len(nodes) > 1 {
 				s.Problems = append(s.Problems, fmt.Sprintf("%s answered by %d nodes: %s", ip, len(nodes), strings.Join(nodes, ", ")))

@@ -23,12 +23,15 @@ type clusterFlags struct {
 	kubeconfig string
 	namespace  string
 	output     string
+	classes    inspect.Classes
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet, namespaced bool) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
 	if namespaced {
 		fs.StringVar(&c.namespace, "n", "", "only this namespace's Services (default: all)")
+		fs.StringVar(&c.classes.LoadBalancerClass, "load-balancer-class", "berth.dev/lb", "loadBalancerClass berth handles (as berth-controller's flag)")
+		fs.BoolVar(&c.classes.HandleDefaultClass, "handle-default-class", true, "berth also handles Services without a class (as berth-controller's flag)")
 	}
 	fs.StringVar(&c.output, "o", inspect.FormatTable, "output format: table, json or yaml")
 }
@@ -93,7 +96,7 @@ func printStatus(ctx context.Context, cl client.Client, c clusterFlags, w io.Wri
 	}
 	// Pools alone name the pool of an address; peers and advertisements do not matter here.
 	snap, _ := config.Build(config.Resources{Pools: pools.Items})
-	return inspect.WriteServices(w, c.output, inspect.Services(svcs.Items, anns.Items, snap))
+	return inspect.WriteServices(w, c.output, inspect.Services(svcs.Items, anns.Items, snap, c.classes))
 }
 
 // printPools prints every pool's use per family.
