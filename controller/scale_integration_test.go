@@ -34,11 +34,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/controller"
+	"github.com/berthlb/berth/lab/controlplane"
 )
 
 // The scale tests run the real berth-controller binary against 2,000 Services: half
@@ -397,7 +396,9 @@ func newScaleEnv(t *testing.T) *scaleEnv {
 		t.Fatal(err)
 	}
 	env.kubeconfig = filepath.Join(env.dir, "kubeconfig")
-	writeKubeconfig(t, env.cp, env.kubeconfig)
+	if err := controlplane.WriteKubeconfig(env.cp, env.kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 	return env
 }
 
@@ -710,19 +711,6 @@ func controllerDefaults(t *testing.T, bin string) (qps, burst, workers string) {
 		t.Fatalf("defaults of --kube-api-qps, --kube-api-burst and --workers not found in berth-controller -help:\n%s", out)
 	}
 	return got["kube-api-qps"], got["kube-api-burst"], got["workers"]
-}
-
-// writeKubeconfig writes the admin rest.Config of the control plane as a kubeconfig.
-func writeKubeconfig(t *testing.T, cfg *rest.Config, path string) {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
-	kc.CurrentContext = "envtest"
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func freeAddr(t *testing.T) string {

@@ -18,8 +18,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/controlplane"
@@ -66,7 +64,10 @@ func TestChartMatchesKustomize(t *testing.T) {
 	t.Logf("%d objects, equal", len(fromChart))
 
 	cp := controlplane.Start(t)
-	kubeconfig := writeKubeconfig(t, cp)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := controlplane.WriteKubeconfig(cp.Config, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 	apply := func(manifests, what string, extra ...string) {
 		t.Helper()
 		cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-"}, extra...)...)
@@ -159,22 +160,6 @@ func sortedKeys(m map[string]object) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// writeKubeconfig writes an admin kubeconfig for the control plane, for kubectl.
-func writeKubeconfig(t *testing.T, cp *controlplane.ControlPlane) string {
-	t.Helper()
-	c := cp.Config
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["cp"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["cp"] = &clientcmdapi.Context{Cluster: "cp", AuthInfo: "admin"}
-	cfg.CurrentContext = "cp"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // TestStaticBinaries: berth's binaries build as the Dockerfiles build them (CGO off, the

@@ -131,3 +131,18 @@ func restConfig(server netip.AddrPort, caPEM []byte, kp keyPair) *rest.Config {
 		Burst: 400,
 	}
 }
+
+// WriteKubeconfig writes cfg (a client configuration with certificate or token
+// credentials, such as ControlPlane.Config) as a kubeconfig file at path, for the programs
+// a test runs against the control plane: berth's binaries, kubectl.
+func WriteKubeconfig(cfg *rest.Config, path string) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["lab"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["user"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["lab"] = &clientcmdapi.Context{Cluster: "lab", AuthInfo: "user"}
+	kc.CurrentContext = "lab"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
