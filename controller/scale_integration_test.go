@@ -76,7 +76,7 @@ func TestScale(t *testing.T) {
 
 func testScaleRestart(t *testing.T, bins scaleBinaries) {
 	env := newScaleEnv(t)
-	berthArgs := []string{"-v=2"}
+	berthArgs := []string{"--log-level=verbose"}
 	first := env.startBerth(t, bins, "berth-1", berthArgs...)
 	env.waitClaimed(t, first)
 	tr := startTracker(t, env.kc, scaleNS)

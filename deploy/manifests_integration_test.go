@@ -82,10 +82,10 @@ func TestChartMatchesKustomize(t *testing.T) {
 
 	custom := run(t, helm, "template", "berth", "helm/berth", "--namespace", "berth-system",
 		"--set", "speaker.bgpListenPort=179", "--set", "speaker.memberlist.probeInterval=300ms",
-		"--set", "speaker.frontDoor=false", "--set", "logLevel=2", "--set", "handleDefaultClass=false",
+		"--set", "speaker.frontDoor=false", "--set", "logLevel=verbose", "--set", "logFormat=json", "--set", "handleDefaultClass=false",
 		"--set", "controller.image.repository=mirror/berth-controller", "--set", "controller.image.tag=v1")
 	for _, want := range []string{"--bgp-listen-port=179", "--memberlist-probe-interval=300ms", "--front-door=false",
-		"--v=2", "--handle-default-class=false", "image: mirror/berth-controller:v1"} {
+		"--log-level=verbose", "--log-format=json", "--handle-default-class=false", "image: mirror/berth-controller:v1"} {
 		if !strings.Contains(custom, want) {
 			t.Errorf("chart with values: no %q", want)
 		}

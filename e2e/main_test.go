@@ -97,7 +97,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	inst, err := site.InstallBerth(sctx, lab.InstallOptions{Bin: bin, DeployDir: root + "/deploy", Demo: true,
-		ControllerArgs: []string{"-v=2"}, SpeakerArgs: []string{"-v=2"}})
+		ControllerArgs: []string{"--log-level=verbose"}, SpeakerArgs: []string{"--log-level=verbose"}})
 	if err == nil {
 		_, err = site.WaitDemo(sctx)
 	}

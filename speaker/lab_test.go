@@ -124,7 +124,7 @@ func startWorld(t *testing.T, opts worldOptions) *world {
 	if opts.noController {
 		w.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "berth-system", Name: "berth-memberlist"},
 			Data: map[string][]byte{"key": []byte("0123456789abcdef0123456789abcdef")}})
-	} else if _, err := site.StartController(ctx, bin.Controller, "-v=2"); err != nil {
+	} else if _, err := site.StartController(ctx, bin.Controller, "--log-level=verbose"); err != nil {
 		t.Fatal(err)
 	}
 	lab.Eventually(t, 30*time.Second, "memberlist Secret", func(ctx context.Context) (string, bool) {
@@ -156,7 +156,7 @@ func (w *world) startSpeaker(node string) {
 	_, ctx := ktesting.NewTestContext(w.t)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	p, err := w.site.StartSpeaker(ctx, w.bin.Speaker, node, "-v=2")
+	p, err := w.site.StartSpeaker(ctx, w.bin.Speaker, node, "--log-level=verbose")
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -27,8 +27,8 @@ import (
 	"k8s.io/klog/v2"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/berthlb/berth/cmd/internal/logflags"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
 	"github.com/berthlb/berth/version"
@@ -63,10 +63,13 @@ func main() {
 	fs.StringVar(&o.identity, "leader-elect-identity", envOr("POD_NAME", hostname()), "this replica's identity in the Lease")
 	fs.StringVar(&o.healthAddr, "health-bind-address", ":10351", "address of /metrics, /healthz and /readyz; empty turns them off")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	klog.InitFlags(fs)
+	var logs logflags.Options
+	logs.AddFlags(fs)
 	_ = fs.Parse(os.Args[1:])
-	// controller-runtime's cache logs through its own global; route it to klog.
-	ctrllog.SetLogger(klog.NewKlogr())
+	if err := logs.Apply(os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-controller:", err)
+		os.Exit(2)
+	}
 	if o.showVersion {
 		fmt.Println("berth-controller", version.Version)
 		return

@@ -33,9 +33,9 @@ import (
 	"k8s.io/klog/v2"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/cmd/internal/logflags"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
 	"github.com/berthlb/berth/datapath"
@@ -107,9 +107,13 @@ func main() {
 	fs.IntVar(&o.kubeProxyHealthzPort, "kube-proxy-healthz-port", speaker.DefaultKubeProxyHealthzPort, "port of other nodes' kube-proxy health check, which decides whether ipMode Proxy traffic goes to their NodePorts; 0: check none, every node counts healthy")
 	fs.IntVar(&o.bgpListenPort, "bgp-listen-port", -1, "TCP port to accept BGP sessions on (179 lets routers open them); -1: do not listen, this node dials every peer")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	klog.InitFlags(fs)
+	var logs logflags.Options
+	logs.AddFlags(fs)
 	_ = fs.Parse(os.Args[1:])
-	ctrllog.SetLogger(klog.NewKlogr())
+	if err := logs.Apply(os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-speaker:", err)
+		os.Exit(2)
+	}
 	if o.showVersion {
 		fmt.Println("berth-speaker", version.Version)
 		return

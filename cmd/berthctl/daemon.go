@@ -125,7 +125,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 // address, once each answers.
 func installDemo(ctx context.Context, site *lab.Site, o siteFlags) ([]string, error) {
 	bin := lab.Berth{Controller: filepath.Join(o.berthBinDir, "berth-controller"), Speaker: filepath.Join(o.berthBinDir, "berth-speaker")}
-	v := "-v=" + strconv.Itoa(max(o.verbosity, 2))
+	v := "--log-level=" + strconv.Itoa(max(o.verbosity, 2))
 	if _, err := site.InstallBerth(ctx, lab.InstallOptions{Bin: bin, DeployDir: o.deployDir, Demo: true,
 		ControllerArgs: []string{v}, SpeakerArgs: []string{v}}); err != nil {
 		return nil, err
