@@ -116,3 +116,10 @@ func ingressIPs(svc *corev1.Service) []netip.Addr {
 	}
 	return out
 }
+
+// CheckService reports what berth-controller would refuse in svc's berth annotations and
+// spec.loadBalancerIP, with the message its Event would carry; nil if nothing.
+func CheckService(svc *corev1.Service) error {
+	_, err := requestFor(svc, nil)
+	return err
+}

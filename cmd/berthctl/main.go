@@ -20,6 +20,7 @@ commands:
   status     every LoadBalancer Service: addresses, pool, mode, who announces it, to which
              peers, and what is wrong (-n NAMESPACE, -o table|json|yaml)
   pools      every IPPool's use per family (-o table|json|yaml)
+  check      validate berth's objects in FILE... offline, with the messages the cluster gives
   version    print the version
   lab        run the lab, a whole bare-metal site in network namespaces (lab up|down|status)
 `
@@ -53,6 +54,8 @@ func run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 		return labCommand(ctx, name, args[1:], stdout, stderr)
 	case "status", "pools":
 		return inspectCommand(ctx, name, args[0], args[1:], stdout, stderr)
+	case "check":
+		return checkCommand(ctx, name, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprintf(stdout, usage, name)
 		return exitOK
