@@ -26,6 +26,7 @@ build:
 generate:
 	$(CONTROLLER_GEN) $(GEN_ARGS) output:crd:dir=./config/crd
 	hack/gen-chart.sh
+	$(GO) run ./hack/gen-docs
 
 ## lint: formatting, vet (every tag), tidy go.mod, generated files up to date
 lint:
