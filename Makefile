@@ -31,6 +31,8 @@ generate:
 ## lint: formatting, vet (every tag), tidy go.mod, generated files up to date
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@command -v shellcheck >/dev/null || { echo "shellcheck not found: make lint checks the shell scripts with it (apt-get install shellcheck)"; exit 1; }
+	shellcheck $$(find deploy hack -name '*.sh' | sort)
 	$(GO) vet ./...
 	$(GO) vet -tags $(SLO_TAGS) ./...
 	$(GO) vet -tags e2e ./e2e

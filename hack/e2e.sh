@@ -3,7 +3,7 @@
 # functional tests with -race, then the timed SLO tests (names ending in SLO) without it.
 # Prints every test's result and measured figures; on failure, the whole log.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 rc=0
 for tier in functional slo; do
 	log=$(mktemp /tmp/berth-e2e.XXXXXX.log)

@@ -33,7 +33,7 @@ done
 echo "building kubernetes $k8s_version (${cmds[*]}) into $dir" >&2
 # One go build for all commands, so the shared packages compile once.
 go build -C "$here/kubernetes" -trimpath -ldflags "$ldflags" -o "$tmp/" \
-	$(printf 'k8s.io/kubernetes/cmd/%s ' "${cmds[@]}")
+	"${cmds[@]/#/k8s.io/kubernetes/cmd/}"
 mkdir -p "$dir"
 mv "$tmp"/* "$dir"/
 echo "$dir"
