@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
+	"github.com/berthlb/berth/config"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller/allocator"
 )
@@ -406,7 +407,7 @@ func (l *announcedLoop) membersChanged(node string, old, cur *v1alpha1.NodeAnnou
 	} else {
 		l.members[node] = after
 	}
-	dead := deadNodes(l.members)
+	dead := config.DeadNodes(l.members)
 	var out []cache.ObjectName
 	for key, byNode := range l.index {
 		for n := range byNode {
@@ -476,33 +477,6 @@ func withConflicts(sum announcedSummary, ips []netip.Addr, conflicts map[string]
 	slices.Sort(clauses)
 	sum.Message += "; L2 conflict: " + strings.Join(clauses, ", ")
 	return sum
-}
-
-// deadNodes returns the nodes a strict majority of the other nodes' memberlists do not
-// see. A killed speaker's NodeAnnouncement keeps listing what it announced; once the
-// survivors report it gone, its entries no longer count. Nodes without a members list
-// (older speakers) neither vote nor die.
-func deadNodes(members map[string][]string) map[string]bool {
-	dead := map[string]bool{}
-	for node, own := range members {
-		if len(own) == 0 {
-			continue
-		}
-		voters, omit := 0, 0
-		for other, seen := range members {
-			if other == node || len(seen) == 0 {
-				continue
-			}
-			voters++
-			if !slices.Contains(seen, node) {
-				omit++
-			}
-		}
-		if omit > 0 && 2*omit > voters {
-			dead[node] = true
-		}
-	}
-	return dead
 }
 
 // run works the queue with workers once synced reports the informers delivered what

@@ -88,3 +88,44 @@ func writeData(w io.Writer, format string, v any) error {
 	_, err = w.Write(b)
 	return err
 }
+
+// WriteExplanation prints an explanation; the table format is prose in sections.
+func WriteExplanation(w io.Writer, format string, e Explanation) error {
+	if format != FormatTable {
+		return writeData(w, format, e)
+	}
+	fmt.Fprintf(w, "Service %s\n", e.Service)
+	if !e.Handled {
+		fmt.Fprintf(w, "  not berth's: %s\n", e.Why)
+		return nil
+	}
+	fmt.Fprintf(w, "\nAllocation\n  condition: %s\n  asks for:  %s\n", orNone(e.Allocated), strings.Join(e.Asked, "; "))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, p := range e.Pools {
+		fmt.Fprintf(tw, "  pool %s\t%s\n", p.Name, p.Verdict)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nLive speakers (by their NodeAnnouncements): %s\n", orNone(strings.Join(e.Members, ", ")))
+	for _, x := range e.IPs {
+		fmt.Fprintf(w, "\n%s (pool %s)\n", x.IP, orNone(x.Pool))
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NODE\tL2\tBGP\tREPORTS")
+		for _, n := range x.Nodes {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n.Node, n.L2, n.BGP, orNone(n.Reported))
+		}
+		_ = tw.Flush()
+		if x.L2Owner != "" {
+			fmt.Fprintf(w, "  L2: %s answers ARP/NDP; next in line %s\n", x.L2Owner, orNone(x.L2Next))
+		}
+		for _, r := range x.Routes {
+			fmt.Fprintf(w, "  BGP: %s → %s [%s]: %s\n", r.Node, r.Peer, orNone(r.Session), r.Attributes)
+		}
+		for _, f := range x.IfFails {
+			fmt.Fprintf(w, "  if %s fails: %s\n", f.Name, f.Verdict)
+		}
+		for _, m := range x.Mismatches {
+			fmt.Fprintf(w, "  mismatch: %s\n", m)
+		}
+	}
+	return nil
+}

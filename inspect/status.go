@@ -75,7 +75,13 @@ func Services(svcs []corev1.Service, anns []v1alpha1.NodeAnnouncement, snap *con
 	}
 	byService := map[key][]entry{}
 	conflicts := map[string][]string{} // IP → "node sees MAC on interface"
+	// As berth-controller does: a killed speaker cannot withdraw its report, so the
+	// reports of nodes most others see dead do not count.
+	dead := config.DeadNodes(memberViews(anns))
 	for _, na := range anns {
+		if dead[na.Name] {
+			continue
+		}
 		for _, a := range na.Status.Services {
 			k := key{a.Namespace, a.Name}
 			byService[k] = append(byService[k], entry{na.Name, a})
@@ -184,4 +190,13 @@ func compareAddrs(a, b string) int {
 		return 1
 	}
 	return strings.Compare(a, b)
+}
+
+// memberViews maps each node to the memberlist members its speaker reports alive.
+func memberViews(anns []v1alpha1.NodeAnnouncement) map[string][]string {
+	m := make(map[string][]string, len(anns))
+	for _, na := range anns {
+		m[na.Name] = na.Status.Members
+	}
+	return m
 }

@@ -22,6 +22,9 @@ func AnnouncementStatus(d Decisions) v1alpha1.NodeAnnouncementStatus {
 	st := v1alpha1.NodeAnnouncementStatus{DecisionVersion: int64(d.DecisionVersion)}
 	for _, m := range d.Members {
 		st.Members = append(st.Members, m.Name)
+		if m.Name == d.Node {
+			st.L2Interfaces = slices.Clone(m.L2Interfaces)
+		}
 	}
 	for _, sd := range d.Services {
 		var a v1alpha1.AnnouncedService

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -51,28 +53,35 @@ func (c clusterFlags) client() (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
-// inspectCommand runs "status" or "pools" with args and returns the exit code.
+// inspectCommand runs "status", "pools" or "explain" with args and returns the exit code.
 func inspectCommand(ctx context.Context, name, cmd string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name+" "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c clusterFlags
-	c.register(fs, cmd == "status")
+	c.register(fs, cmd != "pools")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
 	}
-	if err := inspect.CheckFormat(c.output); err != nil || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s %s: %v; unexpected arguments: %q\n", name, cmd, err, fs.Args())
+	wantArgs := 0
+	if cmd == "explain" {
+		wantArgs = 1
+	}
+	if err := inspect.CheckFormat(c.output); err != nil || fs.NArg() != wantArgs {
+		fmt.Fprintf(stderr, "%s %s: %v; want %d arguments, got %q\n", name, cmd, err, wantArgs, fs.Args())
 		return exitUsage
 	}
 	cl, err := c.client()
 	if err == nil {
-		if cmd == "status" {
+		switch cmd {
+		case "status":
 			err = printStatus(ctx, cl, c, stdout)
-		} else {
+		case "pools":
 			err = printPools(ctx, cl, c, stdout)
+		case "explain":
+			err = printExplanation(ctx, cl, c, fs.Arg(0), stdout)
 		}
 	}
 	if err != nil {
@@ -106,4 +115,43 @@ func printPools(ctx context.Context, cl client.Client, c clusterFlags, w io.Writ
 		return err
 	}
 	return inspect.WritePools(w, c.output, inspect.Pools(pools.Items))
+}
+
+// printExplanation explains one Service, named "svc/NAME", "service/NAME" or "NAME" in
+// the -n namespace (default: "default").
+func printExplanation(ctx context.Context, cl client.Client, c clusterFlags, arg string, w io.Writer) error {
+	name := arg
+	if kind, n, ok := strings.Cut(arg, "/"); ok {
+		if kind != "svc" && kind != "service" && kind != "services" {
+			return fmt.Errorf("%q: explain takes a Service: svc/NAME", arg)
+		}
+		name = n
+	}
+	ns := c.namespace
+	if ns == "" {
+		ns = corev1.NamespaceDefault
+	}
+	var (
+		in    = inspect.ExplainInput{Service: &corev1.Service{}, Classes: c.classes}
+		nsObj corev1.Namespace
+		sl    discoveryv1.EndpointSliceList
+		nodes corev1.NodeList
+		anns  v1alpha1.NodeAnnouncementList
+		pools v1alpha1.IPPoolList
+		peers v1alpha1.BGPPeerList
+		bgp   v1alpha1.BGPAdvertisementList
+		l2    v1alpha1.L2AdvertisementList
+	)
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, in.Service); err != nil {
+		return err
+	}
+	err := errors.Join(cl.Get(ctx, client.ObjectKey{Name: ns}, &nsObj),
+		cl.List(ctx, &sl, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: name}),
+		cl.List(ctx, &nodes), cl.List(ctx, &anns), cl.List(ctx, &pools), cl.List(ctx, &peers), cl.List(ctx, &bgp), cl.List(ctx, &l2))
+	if err != nil {
+		return err
+	}
+	in.NamespaceLabels, in.Slices, in.Nodes, in.Announcements = nsObj.Labels, sl.Items, nodes.Items, anns.Items
+	in.Resources = config.Resources{Pools: pools.Items, Peers: peers.Items, BGPAdvertisements: bgp.Items, L2Advertisements: l2.Items}
+	return inspect.WriteExplanation(w, c.output, inspect.Explain(in))
 }

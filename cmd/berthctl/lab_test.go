@@ -384,21 +384,38 @@ func TestLabUpWithBerth(t *testing.T) {
 		}
 	}
 
-	// berthctl status and pools, on the demo as a user would run them: the golden files hold
-	// what the demo settles to (addresses, owners and peers are deterministic).
+	// berthctl status, pools and explain, on the demo as a user would run them: the golden
+	// files hold what the demo settles to (addresses, owners and peers are deterministic).
 	kubeconfig := field(t, out, "kubeconfig")
-	for _, c := range []struct{ cmd, golden string }{{"status", "demo-status.golden"}, {"pools", "demo-pools.golden"}} {
-		want, err := os.ReadFile(filepath.Join("testdata", c.golden))
-		if err != nil {
+	for _, c := range []struct {
+		args   []string
+		golden string
+	}{
+		{[]string{"status"}, "demo-status.golden"},
+		{[]string{"pools"}, "demo-pools.golden"},
+		{[]string{"explain", "-n", "berth-demo", "svc/echo-l2"}, "demo-explain-l2.golden"},
+		{[]string{"explain", "-n", "berth-demo", "svc/echo-bgp"}, "demo-explain-bgp.golden"},
+	} {
+		golden := filepath.Join("testdata", c.golden)
+		want, err := os.ReadFile(golden)
+		if err != nil && !*update {
 			t.Fatal(err)
 		}
 		var got string
-		lab.Eventually(t, 30*time.Second, "berthctl "+c.cmd+" shows "+c.golden, func(ctx context.Context) (string, bool) {
-			b, err := exec.CommandContext(ctx, berthctl, c.cmd, "--kubeconfig", kubeconfig).CombinedOutput()
+		what := "berthctl " + strings.Join(c.args, " ")
+		lab.Eventually(t, 30*time.Second, what+" shows "+c.golden, func(ctx context.Context) (string, bool) {
+			b, err := exec.CommandContext(ctx, berthctl, append([]string{c.args[0], "--kubeconfig", kubeconfig}, c.args[1:]...)...).CombinedOutput()
 			got = string(b)
-			return fmt.Sprintf("%v:\n%s", err, b), err == nil && got == string(want)
+			// -update writes what the demo shows once every peer's session is up.
+			settled := *update && err == nil && !strings.Contains(got, "Active") && !strings.Contains(got, "mismatch")
+			return fmt.Sprintf("%v:\n%s", err, b), err == nil && (got == string(want) || settled)
 		})
-		t.Logf("berthctl %s:\n%s", c.cmd, got)
+		if *update {
+			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("%s:\n%s", what, got)
 	}
 
 	fp := footprintOf(t, r)

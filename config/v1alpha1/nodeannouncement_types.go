@@ -57,6 +57,12 @@ type NodeAnnouncementStatus struct {
 	// +optional
 	// +listType=atomic
 	Members []string `json:"members,omitempty"`
+	// L2Interfaces are this node's interfaces that are up and usable for L2 announcements,
+	// as its speaker tells the other members: what berthctl explain needs to redo the
+	// election.
+	// +optional
+	// +listType=atomic
+	L2Interfaces []string `json:"l2Interfaces,omitempty"`
 	// Conflicts are other machines answering for IPs this node owns, seen within the last
 	// minute, sorted by IP.
 	// +optional

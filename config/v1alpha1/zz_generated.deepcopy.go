@@ -662,6 +662,11 @@ func (in *NodeAnnouncementStatus) DeepCopyInto(out *NodeAnnouncementStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.L2Interfaces != nil {
+		in, out := &in.L2Interfaces, &out.L2Interfaces
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conflicts != nil {
 		in, out := &in.Conflicts, &out.Conflicts
 		*out = make([]L2Conflict, len(*in))
