@@ -234,9 +234,11 @@ func TestLoopback(t *testing.T) {
 			up := testutil.ToFloat64(s.metrics.sessionUp.WithLabelValues("r1"))
 			adv := testutil.ToFloat64(s.metrics.advertised.WithLabelValues("r1"))
 			sent := testutil.ToFloat64(s.metrics.updatesSent.WithLabelValues("r1"))
-			return fmt.Sprintf("up %v advertised %v sent %v", up, adv, sent), up == 1 && adv == 3 && sent >= 3
+			established := testutil.ToFloat64(s.metrics.sessionState.WithLabelValues("r1", StateEstablished))
+			return fmt.Sprintf("up %v established %v advertised %v sent %v", up, established, adv, sent),
+				up == 1 && established == 1 && adv == 3 && sent >= 3
 		})
-		if n := testutil.CollectAndCount(reg, "berth_speaker_bgp_session_up"); n != 2 {
+		if n := testutil.CollectAndCount(reg, "berth_bgp_session_up"); n != 2 {
 			t.Errorf("%d session_up series, want 2 (r3 removed)", n)
 		}
 		if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {

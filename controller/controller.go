@@ -112,7 +112,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		recorder:      broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "berth-controller"}),
 		pending:       map[allocator.Key]bool{},
 	}
-	c.lb.metrics = newMetrics(c.opts.Registerer, c.lb)
+	firstConfig := make(chan struct{})
+	var once sync.Once
+	watcher := source.New(c.crCache, source.WithStatusWriter(c.crCli), source.WithPoolUsage(c.lb.poolUsage), source.WithOnChange(func(s *config.Snapshot) {
+		c.lb.SetConfig(s)
+		once.Do(func() { close(firstConfig) })
+	}))
+	c.lb.usageChanged = watcher.UsageChanged
+	c.lb.metrics = newMetrics(c.opts.Registerer, c.lb, watcher.Problems)
 	c.lb.conditions = newServiceConditions(c.client, clock.RealClock{}, c.lb.metrics.conditionWrites)
 	loop := newClassLoop(c.lb, c.client, svcInf.Lister())
 	c.lb.kick = loop.kick
@@ -135,13 +142,6 @@ func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	firstConfig := make(chan struct{})
-	var once sync.Once
-	watcher := source.New(c.crCache, source.WithStatusWriter(c.crCli), source.WithPoolUsage(c.lb.poolUsage), source.WithOnChange(func(s *config.Snapshot) {
-		c.lb.SetConfig(s)
-		once.Do(func() { close(firstConfig) })
-	}))
-	c.lb.usageChanged = watcher.UsageChanged
 	errs := make(chan error, 2)
 	wg.Add(2)
 	go func() { defer wg.Done(); errs <- c.crCache.Start(ctx) }()

@@ -673,7 +673,7 @@ berth_allocator_addresses_in_use{family="ipv6",pool="tiny"} 0
 # HELP berth_controller_allocations_total Services given new addresses, by pool.
 # TYPE berth_controller_allocations_total counter
 berth_controller_allocations_total{pool="tiny"} 2
-# HELP berth_controller_pending_services Services waiting for an address.
+# HELP berth_controller_pending_services Services berth handles that wait for an address because allocation failed (pool exhausted, no pool for the Service, requested IP taken, ...); they are retried when addresses free up.
 # TYPE berth_controller_pending_services gauge
 berth_controller_pending_services 1
 `
@@ -684,6 +684,61 @@ berth_controller_pending_services 1
 	}
 	if n := counterValue(t, reg, "berth_controller_allocation_failures_total", "reason", "PoolExhausted"); n < 1 {
 		t.Errorf("allocation failures for PoolExhausted = %v, want at least 1", n)
+	}
+
+	// A pool overlapping the older one is left out, and counted until it goes.
+	const problems = "berth_controller_config_objects_with_problems"
+	overlapping := func() float64 { return gaugeValue(t, reg, problems, "kind", "IPPool", "reason", "PoolOverlap") }
+	if n := overlapping(); n != 0 {
+		t.Errorf("%s{kind=IPPool,reason=PoolOverlap} = %v before any overlap, want 0", problems, n)
+	}
+	s.pool(t, "tiny-too", nil, "203.0.113.1/32")
+	waitValue(t, "overlapping pools", overlapping, 1)
+	if err := s.crc.Delete(t.Context(), &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "tiny-too"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, "overlapping pools after the deletion", overlapping, 0)
+}
+
+// gaugeValue returns the value of a gathered gauge with the labels of kv (name, value, …).
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, kv ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(kv); i += 2 {
+				if labels[kv[i]] != kv[i+1] {
+					continue series
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s%v", name, kv)
+	return 0
+}
+
+// waitValue polls get until it returns want, for up to 10 s.
+func waitValue(t *testing.T, what string, get func() float64, want float64) {
+	t.Helper()
+	var got float64
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		got = get()
+		return got == want, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v, want %v: %v", what, got, want, err)
 	}
 }
 

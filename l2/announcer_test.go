@@ -48,7 +48,7 @@ func TestNewDefaults(t *testing.T) {
 	}
 }
 
-// TestMetricsNamesAndLabels: the four families exist from the start, labelled by family
+// TestMetricsNamesAndLabels: the five families exist from the start, labelled by family
 // alone, and registering twice fails instead of panicking.
 func TestMetricsNamesAndLabels(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
@@ -69,10 +69,11 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 	}
 	fam := []string{"family=ipv4", "family=ipv6"}
 	want := map[string][]string{
-		"berth_speaker_l2_owned_ips":        fam,
-		"berth_speaker_l2_answers_total":    fam,
-		"berth_speaker_l2_gratuitous_total": fam,
-		"berth_speaker_l2_conflicts_total":  fam,
+		"berth_l2_owned_ips":             fam,
+		"berth_l2_takeovers_total":       fam,
+		"berth_l2_answers_total":         fam,
+		"berth_l2_gratuitous_sent_total": fam,
+		"berth_l2_conflicts_total":       fam,
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("metrics (-want +got):\n%s", d)

@@ -30,7 +30,7 @@ func TestAnswersInNetns(t *testing.T) {
 	waitOwned(t, a, time.Second, on(eth1, lb4, lb6))
 	t.Logf("Set → Owned reports both IPs on eth1: %v", time.Since(start).Round(time.Microsecond))
 	if got := testutil.ToFloat64(m.owned.WithLabelValues(familyIPv4)) + testutil.ToFloat64(m.owned.WithLabelValues(familyIPv6)); got != 2 {
-		t.Errorf("berth_speaker_l2_owned_ips = %v in all, want 2", got)
+		t.Errorf("berth_l2_owned_ips = %v in all, want 2", got)
 	}
 
 	if got := s.arping(t, segDev, lb4); got != selfMAC.String() {
@@ -47,7 +47,7 @@ func TestAnswersInNetns(t *testing.T) {
 	}
 	ans4, ans6 := testutil.ToFloat64(m.answers.WithLabelValues(familyIPv4)), testutil.ToFloat64(m.answers.WithLabelValues(familyIPv6))
 	if ans4 < 1 || ans6 < 1 {
-		t.Errorf("berth_speaker_l2_answers_total = %v (ipv4), %v (ipv6); want ≥ 1 each", ans4, ans6)
+		t.Errorf("berth_l2_answers_total = %v (ipv4), %v (ipv6); want ≥ 1 each", ans4, ans6)
 	}
 	t.Logf("answers so far: %v ARP, %v NDP", ans4, ans6)
 
@@ -105,6 +105,6 @@ func TestAnswersInNetns(t *testing.T) {
 		t.Errorf("answers after giving up: %v, %v; want still %v, %v", n4, n6, ans4, ans6)
 	}
 	if got := testutil.ToFloat64(m.owned.WithLabelValues(familyIPv4)) + testutil.ToFloat64(m.owned.WithLabelValues(familyIPv6)); got != 0 {
-		t.Errorf("berth_speaker_l2_owned_ips = %v after giving up, want 0", got)
+		t.Errorf("berth_l2_owned_ips = %v after giving up, want 0", got)
 	}
 }

@@ -78,7 +78,7 @@ func TestConflictsInNetns(t *testing.T) {
 				t.Errorf("Conflict.Seen = %v, not between sending and now", c.Seen)
 			}
 			if n := count(ip); n != 1 {
-				t.Errorf("berth_speaker_l2_conflicts_total{family=%s} = %v, want 1 (the berth node's claim is no conflict)", family(ip), n)
+				t.Errorf("berth_l2_conflicts_total{family=%s} = %v, want 1 (the berth node's claim is no conflict)", family(ip), n)
 			}
 			t.Logf("%s claimed by a stranger: reported %v after sending", ip, took.Round(time.Microsecond))
 

@@ -138,6 +138,7 @@ func (st *loop) answer(l *link, ips ipSet) {
 	now := time.Now()
 	for _, p := range added {
 		a.log.V(2).Info("Answering", "ip", p.IP, "interface", p.Interface)
+		a.h.metrics.takeovers.WithLabelValues(family(p.IP)).Inc()
 		st.announce(l, p.IP)
 		st.bursts.add(p, a.cfg.Burst, now.Add(a.cfg.BurstInterval))
 	}

@@ -159,6 +159,6 @@ func TestNDPRevalidationInNetns(t *testing.T) {
 		t.Errorf("%d of %d unicast NS answered, want all and at least 10", answered, probes)
 	}
 	if got := testutil.ToFloat64(a.h.metrics.answers.WithLabelValues(familyIPv6)) - ans0; got < float64(answered) {
-		t.Errorf("berth_speaker_l2_answers_total{family=ipv6} grew by %v, want ≥ %d", got, answered)
+		t.Errorf("berth_l2_answers_total{family=ipv6} grew by %v, want ≥ %d", got, answered)
 	}
 }

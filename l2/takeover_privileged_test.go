@@ -51,6 +51,7 @@ func TestTakeoverInNetns(t *testing.T) {
 			}
 			defer capt.Close()
 			g0 := testutil.ToFloat64(a.h.metrics.gratuitous.WithLabelValues(family(c.ip)))
+			t0 := testutil.ToFloat64(a.h.metrics.takeovers.WithLabelValues(family(c.ip)))
 
 			start := time.Now()
 			a.Set([]Assignment{{IP: c.ip}})
@@ -97,6 +98,9 @@ func TestTakeoverInNetns(t *testing.T) {
 				n := testutil.ToFloat64(a.h.metrics.gratuitous.WithLabelValues(family(c.ip))) - g0
 				return "", n == float64(1+DefaultBurst)
 			})
+			if n := testutil.ToFloat64(a.h.metrics.takeovers.WithLabelValues(family(c.ip))) - t0; n != 1 {
+				t.Errorf("berth_l2_takeovers_total{family=%s} grew by %v, want 1 (one IP taken on one interface)", family(c.ip), n)
+			}
 		})
 	}
 }

@@ -17,7 +17,7 @@ type Metrics struct {
 
 // NewMetrics returns the speaker's metrics; register them with Register.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		passes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "berth_speaker_decision_duration_seconds",
 			Help: "Time to re-decide after a change: pass=full after config, node or member changes, incremental after Service or endpoint changes.",
@@ -26,11 +26,18 @@ func NewMetrics() *Metrics {
 		}, []string{"pass"}),
 		statusWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_speaker_status_writes_total",
-			Help: "Writes of this node's NodeAnnouncement, by result.",
+			Help: "Writes of this node's NodeAnnouncement (the Services it announces, its live members, L2 conflicts), by result (ok or error).",
 		}, []string{"result"}),
 		announced: prometheus.NewDesc("berth_speaker_announced_ips",
-			"IPs this node announces, by pool and protocol.", []string{"pool", "protocol"}, nil),
+			"LB IPs this node announces, by pool and protocol (L2 or BGP).", []string{"pool", "protocol"}, nil),
 	}
+	for _, pass := range []string{"full", "incremental"} { // series start at 0
+		m.passes.WithLabelValues(pass)
+	}
+	for _, result := range []string{"ok", "error"} {
+		m.statusWrites.WithLabelValues(result)
+	}
+	return m
 }
 
 // Register adds the metrics to r.
@@ -70,4 +77,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range m.state.Counts() {
 		ch <- prometheus.MustNewConstMetric(m.announced, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}
+}
+
+// RegisterExampleMetrics registers on reg the collectors Metrics.Register registers, with
+// an example pool announced over each protocol, so that every metric can be listed with its
+// type, labels and help (docs/metrics.md, the checks of deploy/observability). Never serve reg.
+func RegisterExampleMetrics(reg prometheus.Registerer) error {
+	m := NewMetrics()
+	m.state = &State{counts: map[countKey]int{{"example", "L2"}: 1, {"example", "BGP"}: 1}}
+	return m.Register(reg)
 }

@@ -1,7 +1,7 @@
 package speaker
 
 // Reason says why this node does or does not announce an IP. The values are reused verbatim
-// as Event reasons, the reason label of berth_speaker_decisions_total, status and
+// as Event reasons, the reason label of decision metrics, status and
 // berthctl explain, so they are CamelCase and never change meaning.
 type Reason string
 

@@ -150,7 +150,7 @@ func TestMembershipInNetns(t *testing.T) {
 			t.Errorf("%s: OnChange never called", l.name)
 		}
 		if got := testutil.ToFloat64(l.metrics.members); got != 4 {
-			t.Errorf("%s: berth_speaker_members = %v, want 4", l.name, got)
+			t.Errorf("%s: berth_memberlist_members = %v, want 4", l.name, got)
 		}
 	}
 

@@ -100,8 +100,8 @@ func TestMetricsLint(t *testing.T) {
 		t.Errorf("metric %s: %s", p.Metric, p.Text)
 	}
 	// Every event series exists from the start, at zero.
-	if n := testutil.CollectAndCount(m, "berth_speaker_member_events_total"); n != 3 {
-		t.Errorf("berth_speaker_member_events_total has %d series, want 3", n)
+	if n := testutil.CollectAndCount(m, "berth_memberlist_events_total"); n != 3 {
+		t.Errorf("berth_memberlist_events_total has %d series, want 3", n)
 	}
 }
 
