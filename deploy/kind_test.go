@@ -1,11 +1,8 @@
 package deploy
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +13,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/berthlb/berth/config"
+	"github.com/berthlb/berth/config/admission"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
 )
@@ -36,12 +35,12 @@ const (
 
 // kindDemo is what `demo.sh render` wrote.
 type kindDemo struct {
-	helmArgs []string    // the arguments demo.sh adds to helm upgrade --install
-	built    []kindImage // images built from a Dockerfile
-	pulled   []string    // images pulled from a registry
-	services []string    // namespace/name of the Services the script waits for: L2 first, then BGP
-	berth    [][]byte    // the documents of berth.yaml
-	app      [][]byte    // the documents of app.yaml
+	helmArgs []string                     // the arguments demo.sh adds to helm upgrade --install
+	built    []kindImage                  // images built from a Dockerfile
+	pulled   []string                     // images pulled from a registry
+	services []string                     // namespace/name of the Services the script waits for: L2 first, then BGP
+	berth    []*unstructured.Unstructured // the objects of berth.yaml
+	app      []*unstructured.Unstructured // the objects of app.yaml
 	frrConf  string
 	daemons  string
 }
@@ -65,11 +64,19 @@ func renderKindDemo(t *testing.T) kindDemo {
 		}
 		return string(b)
 	}
+	decode := func(name string) []*unstructured.Unstructured {
+		t.Helper()
+		objs, err := admission.Decode([]byte(read(name)))
+		if err != nil {
+			t.Fatalf("kind/demo.sh render: %s: %v", name, err)
+		}
+		return objs
+	}
 	d := kindDemo{
 		helmArgs: strings.Split(strings.TrimSpace(read("helm-args")), "\n"), // one per line
 		services: strings.Fields(read("services")),
-		berth:    kindSplitYAML(t, read("berth.yaml")),
-		app:      kindSplitYAML(t, read("app.yaml")),
+		berth:    decode("berth.yaml"),
+		app:      decode("app.yaml"),
 		frrConf:  read("frr/frr.conf"),
 		daemons:  read("frr/daemons"),
 	}
@@ -86,55 +93,18 @@ func renderKindDemo(t *testing.T) kindDemo {
 	return d
 }
 
-func kindSplitYAML(t *testing.T, s string) [][]byte {
+// kindValues reads the chart's values, deploy/helm/berth/values.yaml.
+func kindValues(t *testing.T) map[string]any {
 	t.Helper()
-	var docs [][]byte
-	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(s)))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return docs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
-			t.Fatalf("%v\n%s", err, doc)
-		}
-		if len(m) > 0 {
-			docs = append(docs, doc)
-		}
-	}
-}
-
-// kindReadYAML reads a YAML file of the repository, relative to deploy/.
-func kindReadYAML(t *testing.T, path string) map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(filepath.Join("helm", "berth", "values.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		t.Fatalf("%s: %v", path, err)
+	var values map[string]any
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatalf("deploy/helm/berth/values.yaml: %v", err)
 	}
-	return m
-}
-
-// kindLookup walks a dotted path of chart values.
-func kindLookup(values map[string]any, path string) (any, bool) {
-	var v any = values
-	for _, k := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if v, ok = m[k]; !ok {
-			return nil, false
-		}
-	}
-	return v, true
+	return values
 }
 
 // kindRegistryHost returns the registry host an image reference names, if any.
@@ -151,7 +121,7 @@ func kindRegistryHost(ref string) string {
 // ones it sets in the chart, for every image the chart has; no image names a registry.
 func TestKindDemoMatchesChart(t *testing.T) {
 	d := renderKindDemo(t)
-	values := kindReadYAML(t, filepath.Join("helm", "berth", "values.yaml"))
+	values := kindValues(t)
 
 	set := map[string]string{}
 	for i := 0; i < len(d.helmArgs); i += 2 {
@@ -160,7 +130,7 @@ func TestKindDemoMatchesChart(t *testing.T) {
 		}
 		key, val, _ := strings.Cut(d.helmArgs[i+1], "=")
 		set[key] = val
-		def, ok := kindLookup(values, key)
+		def, ok, _ := unstructured.NestedFieldNoCopy(values, strings.Split(key, ".")...)
 		switch _, isMap := def.(map[string]any); {
 		case !ok:
 			t.Errorf("kind/demo.sh passes --set %s to helm, but deploy/helm/berth/values.yaml has no %s", key, key)
@@ -216,52 +186,13 @@ func TestKindDemoMatchesChart(t *testing.T) {
 	}
 }
 
-// TestKindDemoResourcesMatchCRDs: every berth object the demo applies is of a kind and
-// version config/crd serves and valid under its OpenAPI schema (fields, types, required,
-// enums, patterns, bounds; CEL rules are left to admission), decodes strictly into the API
-// types, and config.Build accepts all of them with no problem. The L2 pool is the kind
-// network's top /28 and the BGP peer is FRR.
+// TestKindDemoResourcesMatchCRDs: the kube-apiserver, with config/crd, admits every berth
+// object the demo applies (kind and version, schema, CEL rules, no unknown field), the
+// admitted objects convert to the API types, and config.Build accepts all of them with no
+// problem. The L2 pool is the kind network's top /28 and the BGP peer is FRR.
 func TestKindDemoResourcesMatchCRDs(t *testing.T) {
 	d := renderKindDemo(t)
-	schemas := kindCRDSchemas(t)
-
-	var res config.Resources
-	for _, doc := range d.berth {
-		var obj map[string]any
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
-			t.Fatal(err)
-		}
-		kind, _ := obj["kind"].(string)
-		name, _ := kindLookup(obj, "metadata.name")
-		what := fmt.Sprintf("kind/berth.yaml.tmpl: %s %v", kind, name)
-		schema, ok := schemas[kind]
-		if !ok {
-			t.Errorf("%s: config/crd has no CRD of kind %s", what, kind)
-			continue
-		}
-		if got, want := obj["apiVersion"], v1alpha1.GroupVersion.String(); got != want {
-			t.Errorf("%s: apiVersion %v, the CRD serves %s", what, got, want)
-		}
-		for _, e := range kindValidate("", obj, schema) {
-			t.Errorf("%s: %s", what, e)
-		}
-		var err error
-		switch kind {
-		case "IPPool":
-			err = kindDecode(doc, &res.Pools)
-		case "BGPPeer":
-			err = kindDecode(doc, &res.Peers)
-		case "BGPAdvertisement":
-			err = kindDecode(doc, &res.BGPAdvertisements)
-		case "L2Advertisement":
-			err = kindDecode(doc, &res.L2Advertisements)
-		default:
-			err = errors.New("not a kind of berth's configuration")
-		}
-		if err != nil {
-			t.Errorf("%s: %v", what, err)
-		}
-	}
+	res := kindAdmit(t, d.berth)
 	snap, problems := config.Build(res)
 	for _, p := range problems {
 		t.Errorf("kind/berth.yaml.tmpl: config.Build: %s: %s (%s)", p.Object, p.Message, p.Reason)
@@ -304,166 +235,57 @@ func kindL2Pools(res config.Resources) map[string]bool {
 	return out
 }
 
-// kindDecode decodes one YAML document strictly (unknown fields fail) and appends it.
-func kindDecode[T any](doc []byte, list *[]T) error {
-	var obj T
-	if err := yaml.UnmarshalStrict(doc, &obj); err != nil {
+// kindAdmit admits the objects of berth.yaml as the kube-apiserver creates them, failing t
+// with its message for each it rejects, and converts the admitted ones (defaults applied)
+// for config.Build.
+func kindAdmit(t *testing.T, objs []*unstructured.Unstructured) config.Resources {
+	t.Helper()
+	a, err := admission.New()
+	if err != nil {
+		t.Fatalf("config/crd: %v", err)
+	}
+	var res config.Resources
+	for _, o := range objs {
+		admitted, err := a.Create(t.Context(), o.Object)
+		if err == nil {
+			switch config.Kind(o.GetKind()) {
+			case config.KindIPPool:
+				err = kindConvert(admitted, &res.Pools)
+			case config.KindBGPPeer:
+				err = kindConvert(admitted, &res.Peers)
+			case config.KindBGPAdvertisement:
+				err = kindConvert(admitted, &res.BGPAdvertisements)
+			case config.KindL2Advertisement:
+				err = kindConvert(admitted, &res.L2Advertisements)
+			default:
+				err = errors.New("not a kind of berth's configuration")
+			}
+		}
+		if err != nil {
+			t.Errorf("kind/berth.yaml.tmpl: %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return res
+}
+
+// kindConvert converts o to a T, failing on a field T lacks, and appends it.
+func kindConvert[T any](o *unstructured.Unstructured, list *[]T) error {
+	var v T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, &v, true); err != nil {
 		return err
 	}
-	*list = append(*list, obj)
+	*list = append(*list, v)
 	return nil
 }
 
-// kindCRDSchemas reads config/crd: the OpenAPI schema of the served v1alpha1 version, by kind.
-func kindCRDSchemas(t *testing.T) map[string]map[string]any {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "config", "crd", v1alpha1.GroupVersion.Group+"_*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no CRDs in config/crd (%v)", err)
-	}
-	out := map[string]map[string]any{}
-	for _, f := range files {
-		crd := kindReadYAML(t, f)
-		kind, _ := kindLookup(crd, "spec.names.kind")
-		versions, _ := kindLookup(crd, "spec.versions")
-		vs, _ := versions.([]any)
-		for _, v := range vs {
-			v, _ := v.(map[string]any)
-			if v["name"] != v1alpha1.GroupVersion.Version || v["served"] != true {
-				continue
-			}
-			schema, _ := kindLookup(v, "schema.openAPIV3Schema")
-			if s, ok := schema.(map[string]any); ok {
-				out[fmt.Sprint(kind)] = s
-			}
-		}
-	}
-	return out
-}
-
-// kindValidate checks v against an OpenAPI v3 schema of a CRD and returns what is wrong, each
-// naming the field's path.
-func kindValidate(path string, v any, s map[string]any) []string {
-	var errs []string
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Sprintf("%s: %s", strings.TrimPrefix(path, "."), fmt.Sprintf(format, args...)))
-	}
-	if enum, ok := s["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return fmt.Sprint(e) == fmt.Sprint(v) }) {
-		bad("%v is not one of %v", v, enum)
-	}
-	num := func(k string) (float64, bool) {
-		f, ok := s[k].(float64)
-		return f, ok
-	}
-	switch typ, _ := s["type"].(string); typ {
-	case "object":
-		m, ok := v.(map[string]any)
-		if !ok {
-			bad("%v is not an object", v)
-			return errs
-		}
-		props, _ := s["properties"].(map[string]any)
-		for _, r := range kindAsSlice(s["required"]) {
-			if _, ok := m[fmt.Sprint(r)]; !ok {
-				bad("required field %v missing", r)
-			}
-		}
-		for k, fv := range m {
-			if ps, ok := props[k].(map[string]any); ok {
-				errs = append(errs, kindValidate(path+"."+k, fv, ps)...)
-			} else if ap, ok := s["additionalProperties"].(map[string]any); ok {
-				errs = append(errs, kindValidate(path+"."+k, fv, ap)...)
-			} else if props != nil && s["x-kubernetes-preserve-unknown-fields"] != true {
-				bad("unknown field %q", k)
-			}
-		}
-	case "array":
-		a, ok := v.([]any)
-		if !ok {
-			bad("%v is not an array", v)
-			return errs
-		}
-		if n, ok := num("minItems"); ok && float64(len(a)) < n {
-			bad("fewer than %v items", n)
-		}
-		if n, ok := num("maxItems"); ok && float64(len(a)) > n {
-			bad("more than %v items", n)
-		}
-		if items, ok := s["items"].(map[string]any); ok {
-			for i, e := range a {
-				errs = append(errs, kindValidate(fmt.Sprintf("%s[%d]", path, i), e, items)...)
-			}
-		}
-	case "string":
-		str, ok := v.(string)
-		if !ok {
-			bad("%v is not a string", v)
-			return errs
-		}
-		if n, ok := num("minLength"); ok && float64(len(str)) < n {
-			bad("%q is shorter than %v", str, n)
-		}
-		if n, ok := num("maxLength"); ok && float64(len(str)) > n {
-			bad("%q is longer than %v", str, n)
-		}
-		if p, ok := s["pattern"].(string); ok {
-			if re, err := regexp.Compile(p); err == nil && !re.MatchString(str) {
-				bad("%q does not match %s", str, p)
-			}
-		}
-	case "integer", "number":
-		f, ok := v.(float64)
-		if !ok || (typ == "integer" && f != math.Trunc(f)) {
-			bad("%v is not an %s", v, typ)
-			return errs
-		}
-		if n, ok := num("minimum"); ok && f < n {
-			bad("%v is below %v", f, n)
-		}
-		if n, ok := num("maximum"); ok && f > n {
-			bad("%v is above %v", f, n)
-		}
-	case "boolean":
-		if _, ok := v.(bool); !ok {
-			bad("%v is not a boolean", v)
-		}
-	}
-	return errs
-}
-
-func kindAsSlice(v any) []any {
-	s, _ := v.([]any)
-	return s
-}
-
-// kindDocKind is the kind of one YAML document.
-func kindDocKind(t *testing.T, doc []byte) string {
-	t.Helper()
-	var tm struct{ Kind string }
-	if err := yaml.Unmarshal(doc, &tm); err != nil {
-		t.Fatal(err)
-	}
-	return tm.Kind
-}
-
-// TestKindDemoServices: the demo's Services decode strictly, are LoadBalancers that select
-// the echo Pods, take their addresses from pools of berth.yaml by berth's pool annotation,
-// one Service per pool, the L2 one from an L2-advertised pool and the BGP one from a
-// BGP-advertised pool; they are the Services demo.sh waits for, and the workload runs the
-// echo image the script names.
+// TestKindDemoServices: the demo's workload converts to the API types with no unknown
+// field; its Services are LoadBalancers that select the echo Pods, take their addresses
+// from pools of berth.yaml by berth's pool annotation, one Service per pool, the L2 one from
+// an L2-advertised pool and the BGP one from a BGP-advertised pool; they are the Services
+// demo.sh waits for, and the workload runs the echo image the script names.
 func TestKindDemoServices(t *testing.T) {
 	d := renderKindDemo(t)
-	var res config.Resources
-	for _, doc := range d.berth {
-		switch kindDocKind(t, doc) {
-		case "IPPool":
-			_ = kindDecode(doc, &res.Pools)
-		case "BGPAdvertisement":
-			_ = kindDecode(doc, &res.BGPAdvertisements)
-		case "L2Advertisement":
-			_ = kindDecode(doc, &res.L2Advertisements)
-		}
-	}
+	res := kindAdmit(t, d.berth)
 	bgp := map[string]bool{}
 	for _, a := range res.BGPAdvertisements {
 		for _, p := range a.Spec.IPPools {
@@ -474,20 +296,20 @@ func TestKindDemoServices(t *testing.T) {
 
 	var deployments []appsv1.Deployment
 	var services []corev1.Service
-	for _, doc := range d.app {
+	for _, o := range d.app {
 		var err error
-		switch kind := kindDocKind(t, doc); kind {
-		case "Deployment":
-			err = kindDecode(doc, &deployments)
-		case "Service":
-			err = kindDecode(doc, &services)
-		case "Namespace":
-			err = kindDecode(doc, new([]corev1.Namespace))
+		switch gvk := o.GroupVersionKind(); gvk {
+		case appsv1.SchemeGroupVersion.WithKind("Deployment"):
+			err = kindConvert(o, &deployments)
+		case corev1.SchemeGroupVersion.WithKind("Service"):
+			err = kindConvert(o, &services)
+		case corev1.SchemeGroupVersion.WithKind("Namespace"):
+			err = kindConvert(o, new([]corev1.Namespace))
 		default:
-			err = fmt.Errorf("unexpected kind %s", kind)
+			err = fmt.Errorf("unexpected %s", gvk)
 		}
 		if err != nil {
-			t.Errorf("kind/app.yaml.tmpl: %v", err)
+			t.Errorf("kind/app.yaml.tmpl: %s %s: %v", o.GetKind(), o.GetName(), err)
 		}
 	}
 	if len(deployments) != 1 {
@@ -547,14 +369,7 @@ func TestKindDemoServices(t *testing.T) {
 // speakers dial and do not listen), takes eBGP routes without a policy, and runs bgpd.
 func TestKindDemoFRR(t *testing.T) {
 	d := renderKindDemo(t)
-	var peers []v1alpha1.BGPPeer
-	for _, doc := range d.berth {
-		if kindDocKind(t, doc) == "BGPPeer" {
-			if err := kindDecode(doc, &peers); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	peers := kindAdmit(t, d.berth).Peers
 	if len(peers) != 1 {
 		t.Fatalf("kind/berth.yaml.tmpl: want one BGPPeer (FRR), got %d", len(peers))
 	}
@@ -577,8 +392,7 @@ func TestKindDemoFRR(t *testing.T) {
 	}
 	group := match(`bgp listen range (\S+) peer-group (\S+)`)
 	if group == nil {
-		values := kindReadYAML(t, filepath.Join("helm", "berth", "values.yaml"))
-		port, _ := kindLookup(values, "speaker.bgpListenPort")
+		port, _, _ := unstructured.NestedFieldNoCopy(kindValues(t), "speaker", "bgpListenPort")
 		t.Fatalf("kind/frr/frr.conf.tmpl: no bgp listen range, but the speakers dial FRR (speaker.bgpListenPort %v)", port)
 	}
 	if group[1] != kindSubnet {
@@ -598,12 +412,17 @@ func TestKindDemoFRR(t *testing.T) {
 // TestKindDemoCluster: the cluster has a worker to announce from: kubeadm excludes the
 // control-plane node from external load balancers.
 func TestKindDemoCluster(t *testing.T) {
-	c := kindReadYAML(t, filepath.Join("kind", "cluster.yaml"))
-	if c["kind"] != "Cluster" || c["apiVersion"] != "kind.x-k8s.io/v1alpha4" {
-		t.Fatalf("kind/cluster.yaml: %v %v is not a kind cluster configuration", c["apiVersion"], c["kind"])
+	objs, err := admission.ReadFile(filepath.Join("kind", "cluster.yaml"))
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("kind/cluster.yaml: want one object, got %d (%v)", len(objs), err)
 	}
+	c := objs[0]
+	if c.GetKind() != "Cluster" || c.GetAPIVersion() != "kind.x-k8s.io/v1alpha4" {
+		t.Fatalf("kind/cluster.yaml: %s %s is not a kind cluster configuration", c.GetAPIVersion(), c.GetKind())
+	}
+	nodes, _, _ := unstructured.NestedSlice(c.Object, "nodes")
 	var workers int
-	for _, n := range kindAsSlice(c["nodes"]) {
+	for _, n := range nodes {
 		if n, _ := n.(map[string]any); n["role"] == "worker" {
 			workers++
 		}
