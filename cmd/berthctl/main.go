@@ -24,6 +24,7 @@ commands:
              do not, what each peer is sent, and what a node's failure would change
              (svc/NAME, -n NAMESPACE, -o table|json|yaml)
   check      validate berth's objects in FILE... offline, with the messages the cluster gives
+  import     convert another load balancer's configuration in FILE... to berth's (import metallb)
   version    print the version
   lab        run the lab, a whole bare-metal site in network namespaces (lab up|down|status)
 `
@@ -59,6 +60,8 @@ func run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 		return inspectCommand(ctx, name, args[0], args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(ctx, name, args[1:], stdout, stderr)
+	case "import":
+		return importCommand(name, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprintf(stdout, usage, name)
 		return exitOK
