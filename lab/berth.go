@@ -73,16 +73,18 @@ func (s *Site) StartSpeaker(ctx context.Context, bin, node string, args ...strin
 	s.starts++
 	name := "berth-speaker-" + node + "-" + strconv.Itoa(s.starts)
 	s.mu.Unlock()
-	return s.startSpeaker(ctx, bin, n, name, nil, append([]string{"--kubeconfig", s.AdminKubeconfig()}, args...))
+	return s.startSpeaker(ctx, bin, n, name, containerSecurity{}, append([]string{"--kubeconfig", s.AdminKubeconfig()}, args...))
 }
 
-// startSpeaker runs berth-speaker as process name in node n, as root with only caps when
-// set, and waits for its socket.
-func (s *Site) startSpeaker(ctx context.Context, bin string, n *Node, name string, caps, args []string) (*proc.Process, error) {
+// startSpeaker runs berth-speaker as process name in node n, under sec, and waits for its
+// socket.
+func (s *Site) startSpeaker(ctx context.Context, bin string, n *Node, name string, sec containerSecurity, args []string) (*proc.Process, error) {
 	sock := s.SpeakerSocket(n.Name)
 	argv := append([]string{"--node-name", n.Name, "--memberlist-bind-address", n.Addr4.String(),
 		"--decisions-socket", sock}, args...)
-	p, err := s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv, NetNS: string(n.NS), Capabilities: caps})
+	p, err := s.network.runner.Start(ctx, proc.Spec{Name: name, Path: bin, Args: argv, NetNS: string(n.NS),
+		// The socket's directory stands for a volume of the Pod (writable).
+		Capabilities: sec.Capabilities, ReadOnlyRoot: sec.ReadOnlyRoot, Writable: []string{filepath.Dir(sock)}})
 	if err != nil {
 		return nil, err
 	}

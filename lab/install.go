@@ -12,10 +12,11 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 
 	"github.com/berthlb/berth/lab/controlplane"
 	"github.com/berthlb/berth/lab/proc"
@@ -89,7 +90,7 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 		}
 	}
 
-	caps, err := s.speakerCapabilities(ctx, o.DeployDir)
+	speakerSec, controllerSec, err := s.deploySecurity(ctx, o.DeployDir)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +103,8 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 		}
 		argv := append([]string{"--kubeconfig", kubeconfig, "--health-bind-address=",
 			"--leader-elect-identity=lab"}, o.ControllerArgs...)
-		return s.network.runner.Start(ctx, proc.Spec{Name: "berth-controller", Path: o.Bin.Controller, Args: argv})
+		return s.network.runner.Start(ctx, proc.Spec{Name: "berth-controller", Path: o.Bin.Controller, Args: argv,
+			ReadOnlyRoot: controllerSec.ReadOnlyRoot})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("install berth: %w", err)
@@ -132,7 +134,7 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 				if err != nil {
 					return nil, err
 				}
-				return s.startSpeaker(ctx, o.Bin.Speaker, n, name, caps, append([]string{"--kubeconfig", kubeconfig}, o.SpeakerArgs...))
+				return s.startSpeaker(ctx, o.Bin.Speaker, n, name, speakerSec, append([]string{"--kubeconfig", kubeconfig}, o.SpeakerArgs...))
 			})
 			mu.Lock()
 			defer mu.Unlock()
@@ -162,42 +164,60 @@ func (in *Installation) Close() error {
 	return errors.Join(errs...)
 }
 
-// speakerCapabilities reads the speaker DaemonSet of deploy/default (kubectl kustomize):
-// the lab runs its speakers as root with exactly the capabilities the container is given,
-// so a capability berth needs but the manifests (and the chart, held equal to them) lack
-// fails the lab's tests. A non-root speaker could not get capabilities from Kubernetes.
-func (s *Site) speakerCapabilities(ctx context.Context, deployDir string) ([]string, error) {
+// containerSecurity is what the lab applies of a container's securityContext.
+type containerSecurity struct {
+	Capabilities []string // run as root with only these; nil: as the lab's root
+	ReadOnlyRoot bool
+}
+
+// deploySecurity reads the securityContexts of berth's containers in deploy/default
+// (kubectl kustomize; the chart is held equal to it): the lab runs its speakers as root
+// with exactly the capabilities the container is given and both binaries on a read-only
+// root, so something berth needs but the manifests lack fails the lab's tests. (The
+// controller keeps the lab's UID: it reads a kubeconfig only root can.) A non-root
+// speaker could not get capabilities from Kubernetes.
+func (s *Site) deploySecurity(ctx context.Context, deployDir string) (speaker, controller containerSecurity, err error) {
 	out, err := s.KubectlOutput(ctx, "kustomize", filepath.Join(deployDir, "default"))
 	if err != nil {
-		return nil, err
+		return speaker, controller, err
 	}
+	var foundSpeaker, foundController bool
 	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
 	for {
-		var ds appsv1.DaemonSet
-		if err := dec.Decode(&ds); errors.Is(err, io.EOF) {
+		var obj struct {
+			Kind     string            `json:"kind"`
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     struct {
+				Template corev1.PodTemplateSpec `json:"template"`
+			} `json:"spec"`
+		}
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, fmt.Errorf("deploy/default: %w", err)
+			return speaker, controller, fmt.Errorf("deploy/default: %w", err)
 		}
-		if ds.Kind != "DaemonSet" || ds.Name != "berth-speaker" {
-			continue
-		}
-		for _, c := range ds.Spec.Template.Spec.Containers {
+		for _, c := range obj.Spec.Template.Spec.Containers {
 			sc := c.SecurityContext
-			if c.Name != "speaker" || sc == nil || sc.Capabilities == nil {
-				continue
+			switch {
+			case obj.Kind == "DaemonSet" && obj.Metadata.Name == "berth-speaker" && c.Name == "speaker":
+				if sc == nil || sc.Capabilities == nil || sc.RunAsUser == nil || *sc.RunAsUser != 0 || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+					return speaker, controller, errors.New("deploy/default: the speaker container must run as user 0 and drop ALL capabilities before adding some")
+				}
+				for _, c := range sc.Capabilities.Add {
+					speaker.Capabilities = append(speaker.Capabilities, string(c))
+				}
+				speaker.ReadOnlyRoot = ptr.Deref(sc.ReadOnlyRootFilesystem, false)
+				foundSpeaker = true
+			case obj.Kind == "Deployment" && obj.Metadata.Name == "berth-controller" && c.Name == "controller":
+				controller.ReadOnlyRoot = sc != nil && ptr.Deref(sc.ReadOnlyRootFilesystem, false)
+				foundController = true
 			}
-			if sc.RunAsUser == nil || *sc.RunAsUser != 0 || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-				return nil, fmt.Errorf("deploy/default: the speaker container must run as user 0 and drop ALL capabilities before adding some")
-			}
-			caps := make([]string, len(sc.Capabilities.Add))
-			for i, c := range sc.Capabilities.Add {
-				caps[i] = string(c)
-			}
-			return caps, nil
 		}
 	}
-	return nil, errors.New("deploy/default: no DaemonSet berth-speaker with a speaker container that sets capabilities")
+	if !foundSpeaker || !foundController {
+		return speaker, controller, errors.New("deploy/default: no DaemonSet berth-speaker with a speaker container, or no Deployment berth-controller with a controller container")
+	}
+	return speaker, controller, nil
 }
 
 // tokenKubeconfig writes a kubeconfig with a fresh token of berth's ServiceAccount sa: a

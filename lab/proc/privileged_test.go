@@ -102,3 +102,36 @@ func TestCapabilities(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnlyRoot: with ReadOnlyRoot the program cannot write outside /proc, /sys, /dev
+// and its Writable directories (its log, opened by the Runner, still works), keeps its PID, and the host's mounts
+// stay writable.
+func TestReadOnlyRoot(t *testing.T) {
+	if err := tool.Require(tool.Setpriv); err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(t)
+	dir, volume := t.TempDir(), t.TempDir()
+	script := `echo pid $$; touch ` + dir + `/x && echo wrote; : > /dev/null && echo dev ok; touch ` + volume + `/v && echo volume ok`
+	p, err := r.Start(t.Context(), Spec{Name: "ro", Path: "sh", Args: []string{"-c", script},
+		Capabilities: []string{"NET_ADMIN"}, ReadOnlyRoot: true, Writable: []string{volume}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	log := p.Log()
+	if !strings.Contains(log, "Read-only file system") || strings.Contains(log, "wrote") {
+		t.Errorf("the write under %s was not refused:\n%s", dir, log)
+	}
+	if !strings.Contains(log, "dev ok") || !strings.Contains(log, "volume ok") {
+		t.Errorf("/dev or the Writable directory was not writable:\n%s", log)
+	}
+	if want := "pid " + strconv.Itoa(p.PID()); !strings.Contains(log, want) {
+		t.Errorf("the program's PID is not the recorded %d:\n%s", p.PID(), log)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "y"), nil, 0o644); err != nil {
+		t.Errorf("the host's mount became read-only: %v", err)
+	}
+}

@@ -45,11 +45,29 @@ type Spec struct {
 	// and unable to gain more (no_new_privs): what a container whose securityContext
 	// drops ALL and adds them gets. Not with User.
 	Capabilities []string
+	// ReadOnlyRoot runs the program in its own mount namespace where every mount but
+	// /proc, /sys and /dev is read-only: what a container with readOnlyRootFilesystem
+	// sees, so a write berth would need there fails in the lab too.
+	ReadOnlyRoot bool
+	// Writable are directories that stay writable under ReadOnlyRoot, as a Pod's volumes.
+	Writable []string
 	// Dir is the working directory; empty means the Runner's directory.
 	Dir string
 	// Env is added to the Runner's environment.
 	Env []string
 }
+
+// readOnlyRootScript remounts every mount outside /proc, /sys, /dev and the writable
+// ones ($rw, space-separated) read-only, then execs its arguments.
+const readOnlyRootScript = `findmnt -rn -o TARGET | while read -r m; do
+	case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
+	case "$rw " in *" $m "*) continue ;; esac
+	mount -o remount,bind,ro "$m"
+done
+exec "$@"`
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Runner starts processes and stops every one of them on Close.
 type Runner struct {
@@ -116,6 +134,20 @@ func (r *Runner) Start(ctx context.Context, s Spec) (*Process, error) {
 		}
 		// For root, the bounding set is what an exec keeps: the program gets exactly these.
 		argv = append([]string{setpriv, "--bounding-set=" + set, "--inh-caps=-all", "--no-new-privs", "--"}, argv...)
+	}
+	if s.ReadOnlyRoot {
+		unshare, err := exec.LookPath("unshare")
+		if err != nil {
+			return nil, fmt.Errorf("start %s with a read-only root: %w (apt-get install util-linux)", s.Name, err)
+		}
+		// Remounted before setpriv drops CAP_SYS_ADMIN; every step execs, so the PID
+		// stays the program's. The private namespace keeps the host's mounts untouched.
+		script := readOnlyRootScript
+		for _, w := range s.Writable {
+			// Its own mount first, so that the pass below can leave it alone.
+			script = "mount --bind " + shellQuote(w) + " " + shellQuote(w) + "\nrw=\"$rw \"" + shellQuote(w) + "\n" + script
+		}
+		argv = append([]string{unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "set -e\n" + script, "sh"}, argv...)
 	}
 	if s.NetNS != "" {
 		ip, err := exec.LookPath("ip")
