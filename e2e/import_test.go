@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,13 +22,15 @@ import (
 	"github.com/berthlb/berth/importer/metallb"
 	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/netns"
+	"github.com/berthlb/berth/lab/router"
 )
 
 // metallbSite is a MetalLB configuration for part of the lab, as a site migrating to
 // berth would export it: an L2 pool on the service segment outside the demo's lan pool, a
 // BGP pool announced with a community alias to FRR and BIRD through BGPPeers equal to the
-// demo's (named alike, so the converted peers are the demo's own), and MetalLB-annotated
-// Services of namespace %[2]s. %[1]s names the cluster-scoped objects.
+// demo's (named alike, so the converted peers are the demo's own) but for BIRD's TCP-MD5
+// password, from a basic-auth Secret as MetalLB takes it, and MetalLB-annotated Services
+// of namespace %[2]s. %[1]s names the cluster-scoped objects.
 const metallbSite = `
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
@@ -73,7 +76,13 @@ spec: {myASN: 64512, peerASN: 64500, peerAddress: 198.18.0.1, holdTime: 9s, conn
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {name: bird, namespace: metallb-system}
-spec: {myASN: 64512, peerASN: 64501, peerAddress: 198.18.0.2, holdTime: 9s, connectTime: 1s}
+spec: {myASN: 64512, peerASN: 64501, peerAddress: 198.18.0.2, holdTime: 9s, connectTime: 1s, passwordSecret: {name: bird-md5}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bird-md5, namespace: metallb-system}
+type: kubernetes.io/basic-auth
+stringData: {password: ` + importPassword + `}
 ---
 apiVersion: v1
 kind: Service
@@ -121,8 +130,13 @@ spec:
   - {name: udp, port: 80, protocol: UDP, targetPort: 8080}
 `
 
+// importPassword is BIRD's TCP-MD5 password for the nodes' IPv4 sessions in TestImportMetalLB.
+const importPassword = "import-md5-secret"
+
 // TestImportMetalLB: a MetalLB configuration converted by the importer and applied with
-// kubectl serves as it did: the converted peers equal the demo's, the Services with
+// kubectl serves as it did: the converted peers equal the demo's but for BIRD's password
+// (a Secret copied into berth's namespace), which BIRD then requires of every node and
+// gets (its sessions and routes come back); the Services with
 // MetalLB's annotations get addresses from the converted pools (two sharing one by
 // allow-shared-ip, one asking for its address) and answer the L2 and the routed client,
 // and BIRD receives the BGP address with the community the alias named.
@@ -140,12 +154,19 @@ func TestImportMetalLB(t *testing.T) {
 		in = append(in, metallb.Object{Source: "metallb.yaml", Object: o.Object})
 	}
 	res := metallb.Convert(in, metallb.Options{})
+	// This configuration converts as it is, with one warning: the password is copied.
 	for _, f := range res.Findings {
-		t.Errorf("finding: %s", f) // this configuration converts as it is
+		if f.Field == "spec.passwordSecret" && !f.NotConverted && strings.Contains(f.Message, "as berth-system/bird-md5") {
+			t.Logf("expected finding: %s", f)
+			continue
+		}
+		t.Errorf("finding: %s", f)
 	}
 
-	// The demo's peers exist: check that the converted ones equal them, and apply the rest.
-	apply := &metallb.Result{}
+	// The demo's peers exist: check that the converted ones equal them but for BIRD's
+	// password, and apply the rest and that password.
+	apply, peers := &metallb.Result{}, &metallb.Result{}
+	var birdPeer v1alpha1.BGPPeer
 	for _, o := range res.Objects {
 		if o.Object["kind"] != "BGPPeer" {
 			apply.Objects = append(apply.Objects, o)
@@ -161,15 +182,27 @@ func TestImportMetalLB(t *testing.T) {
 		if conv.Spec.PeerPort == 0 {
 			conv.Spec.PeerPort = 179 // the CRD's default, which the demo's carries
 		}
+		if conv.Name == "bird" {
+			if conv.Spec.Password == nil {
+				t.Fatalf("converted BGPPeer bird has no password")
+			}
+			birdPeer = demo
+			peers.Objects = append(peers.Objects, o)
+			conv.Spec.Password = nil
+		}
 		if d := cmp.Diff(demo.Spec, conv.Spec); d != "" {
 			t.Errorf("converted BGPPeer %s differs from the demo's (-demo +converted):\n%s", conv.Name, d)
 		}
 	}
-	file := filepath.Join(t.TempDir(), "berth.yaml")
+	dir := t.TempDir()
+	file, peerFile := filepath.Join(dir, "berth.yaml"), filepath.Join(dir, "peers.yaml")
 	if err := os.WriteFile(file, apply.YAML(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("applying %d converted objects:\n%s", len(apply.Objects), apply.YAML())
+	if err := os.WriteFile(peerFile, peers.YAML(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("applying %d converted objects:\n%s\nand over the demo's:\n%s", len(apply.Objects), apply.YAML(), peers.YAML())
 	t.Cleanup(func() { // before the namespace goes: the pools wait for their Services' addresses
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -177,9 +210,16 @@ func TestImportMetalLB(t *testing.T) {
 			t.Errorf("delete the converted objects: %v", err)
 		}
 	})
-	if err := env.site.Kubectl(t.Context(), "apply", "-f", file); err != nil {
+	requireBIRDPassword(t, birdPeer) // its cleanup restores the demo's peer
+	if err := env.site.Kubectl(t.Context(), "apply", "-f", file, "-f", peerFile); err != nil {
 		t.Fatal(err)
 	}
+	for _, n := range env.site.Nodes() {
+		if err := env.site.Network().BIRD.WaitEstablished(t.Context(), n.Addr4); err != nil {
+			t.Fatalf("BIRD's session with %s, with the imported password: %v", n.Name, err)
+		}
+	}
+	t.Logf("BIRD's IPv4 sessions with every node are up with the imported TCP-MD5 password")
 
 	l2Pool := []netip.Prefix{netip.MustParsePrefix("198.18.2.176/29"), netip.MustParsePrefix("2001:db8:18:2::3:0/125")}
 	l2 := ingress(t, ns, "l2", 2)
@@ -217,4 +257,48 @@ func TestImportMetalLB(t *testing.T) {
 		return fmt.Sprint(with), slices.Equal(with, slices.Sorted(slices.Values(env.nodes)))
 	})
 	t.Logf("bgp %s at FRR via %v, at BIRD with community 64512:300, answers the routed client", bgp[0], env.nodes)
+}
+
+// requireBIRDPassword makes BIRD require importPassword on its IPv4 sessions with the
+// nodes, so that they stay down until berth uses it; cleanup restores the demo's peer
+// (demo, without a password, as the test found it) and BIRD's neighbours, and waits for
+// the sessions.
+func requireBIRDPassword(t *testing.T, demo v1alpha1.BGPPeer) {
+	t.Helper()
+	bird := env.site.Network().BIRD
+	set := func(ctx context.Context, password string) error {
+		for _, n := range env.site.Nodes() {
+			if err := bird.RemoveNeighbor(ctx, n.Addr4); err != nil {
+				return err
+			}
+			if err := bird.AddNeighbor(ctx, router.Neighbor{Addr: n.Addr4, ASN: lab.NodeASN, Password: password}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var cur v1alpha1.BGPPeer
+		err := env.cr.Get(ctx, client.ObjectKey{Name: demo.Name}, &cur)
+		if err == nil {
+			cur.Spec = demo.Spec
+			err = env.cr.Update(ctx, &cur)
+		}
+		if err != nil {
+			t.Errorf("restore the demo's BGPPeer %s: %v", demo.Name, err)
+		}
+		if err := set(ctx, ""); err != nil {
+			t.Errorf("restore BIRD's neighbours: %v", err)
+		}
+		for _, n := range env.site.Nodes() {
+			if err := bird.WaitEstablished(ctx, n.Addr4); err != nil {
+				t.Errorf("BIRD's session with %s after the test: %v", n.Name, err)
+			}
+		}
+	})
+	if err := set(t.Context(), importPassword); err != nil {
+		t.Fatal(err)
+	}
 }
