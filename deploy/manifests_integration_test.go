@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/controlplane"
@@ -37,7 +38,8 @@ func (o object) key() string {
 // exactly the objects of `kubectl kustomize deploy/default` (but the Namespace, which Helm
 // leaves to --create-namespace), and both apply cleanly, one after the other, to a real
 // kube-apiserver with server-side apply. Non-default values render the flags they stand for
-// and are accepted by the apiserver too.
+// and are accepted by the apiserver too; the observability values render the objects of
+// deploy/observability.
 func TestChartMatchesKustomize(t *testing.T) {
 	helm := helmBinary(t)
 	kubectl := kubectlBinary(t)
@@ -91,6 +93,39 @@ func TestChartMatchesKustomize(t *testing.T) {
 		}
 	}
 	apply(custom, "the chart with values", "--dry-run=server")
+
+	// The observability values render deploy/observability's objects as they are, and the
+	// dashboard as a ConfigMap the apiserver takes (the others need the Prometheus
+	// Operator's CRDs, which the lab has not).
+	obs := parse(t, run(t, helm, "template", "berth", "helm/berth", "--namespace", "berth-system",
+		"--set", "metrics.podMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
+		"--set", "metrics.grafanaDashboard.enabled=true", "--show-only", "templates/observability.yaml"))
+	for k, want := range parse(t, run(t, kubectl, "kustomize", "observability")) {
+		if got, ok := obs[k]; !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: the chart's (observability values on) is not deploy/observability's:\nchart: %v", k, got)
+		}
+		delete(obs, k)
+	}
+	dashboard, err := os.ReadFile("observability/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, ok := obs["ConfigMap berth-system/berth-grafana-dashboard"]
+	if data, _ := cm["data"].(map[string]any); !ok || data["berth.json"] != string(dashboard) {
+		t.Errorf("the chart's dashboard ConfigMap does not hold deploy/observability/grafana-dashboard.json: %v", cm)
+	}
+	if labels, _ := cm["metadata"].(map[string]any)["labels"].(map[string]any); labels["grafana_dashboard"] != "1" {
+		t.Errorf("the dashboard ConfigMap lacks the label grafana_dashboard=1: %v", labels)
+	}
+	delete(obs, "ConfigMap berth-system/berth-grafana-dashboard")
+	for k := range obs {
+		t.Errorf("%s: rendered by templates/observability.yaml, not in deploy/observability", k)
+	}
+	cmYAML, err := sigsyaml.Marshal(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(string(cmYAML), "the dashboard ConfigMap", "--dry-run=server")
 }
 
 // helmBinary is the pinned helm `make helm` builds; the test fails naming it when missing.
