@@ -265,6 +265,8 @@ type announcedLoop struct {
 	dead    map[string]bool
 	// conflicts are the L2 conflicts each node reports.
 	conflicts map[string][]v1alpha1.L2Conflict
+	// entries is how many Services each node's NodeAnnouncement lists (see settle).
+	entries map[string]int
 }
 
 // newAnnouncedLoop returns the loop for the Services handles accepts; it starts nothing.
@@ -311,9 +313,16 @@ func (l *announcedLoop) serviceHandlers() cache.ResourceEventHandler {
 		},
 		UpdateFunc: func(old, cur any) {
 			o, c := old.(*corev1.Service), cur.(*corev1.Service)
-			if o.ResourceVersion != c.ResourceVersion && (concerns(o) || concerns(c)) {
-				l.queue.Add(cache.MetaObjectToName(c))
+			if o.ResourceVersion == c.ResourceVersion || !(concerns(o) || concerns(c)) {
+				return
 			}
+			// A Service that just got its addresses waits for the nodes' first reports,
+			// rather than saying NotAnnounced for the moment they take.
+			if len(o.Status.LoadBalancer.Ingress) == 0 && meta.FindStatusCondition(c.Status.Conditions, ConditionAnnounced) == nil {
+				l.queue.AddAfter(cache.MetaObjectToName(c), l.settle())
+				return
+			}
+			l.queue.Add(cache.MetaObjectToName(c))
 		},
 		// Every deletion, so that the sync drops what is remembered of the Service.
 		DeleteFunc: func(obj any) {
@@ -365,6 +374,14 @@ func (l *announcedLoop) nodeChanged(old, cur *v1alpha1.NodeAnnouncement) {
 	}
 	now := entriesByService(after)
 	l.mu.Lock()
+	if l.entries == nil {
+		l.entries = map[string]int{}
+	}
+	if cur == nil {
+		delete(l.entries, node)
+	} else {
+		l.entries[node] = len(after)
+	}
 	for _, key := range changed {
 		e, ok := now[key]
 		switch {
@@ -381,10 +398,35 @@ func (l *announcedLoop) nodeChanged(old, cur *v1alpha1.NodeAnnouncement) {
 			}
 		}
 	}
+	settle := l.settleLocked()
 	l.mu.Unlock()
 	for _, key := range changed {
-		l.queue.Add(key)
+		l.queue.AddAfter(key, settle)
 	}
+}
+
+// announcedSettle is how long the condition waits after a node's report changed a
+// Service's entries before it is written: the nodes report a new Service within about a
+// second of each other (--report-interval), and one write then says what all of them do,
+// instead of one write per node. A Service that just got its addresses waits as long; a
+// change the Service itself makes otherwise is written at once.
+const announcedSettle = time.Second
+
+// settleLocked is announcedSettle stretched as the speakers stretch their report interval
+// (speaker.reportInterval: one more interval per 1,000 Services listed), so that at 10,000
+// Services the nodes' reports, 10 s apart, still make one write. l.mu must be held.
+func (l *announcedLoop) settleLocked() time.Duration {
+	largest := 0
+	for _, n := range l.entries {
+		largest = max(largest, n)
+	}
+	return announcedSettle * time.Duration(max(1, largest/1000))
+}
+
+func (l *announcedLoop) settle() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.settleLocked()
 }
 
 // membersChanged records a node's view of memberlist and returns the Services with entries

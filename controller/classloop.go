@@ -160,7 +160,8 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 	default:
 		return nil
 	}
-	a, err := c.lb.ensure(ctx, svc)
+	defer c.lb.lockService(keyOf(svc))()
+	a, allocated, err := c.lb.allocate(ctx, svc)
 	if errors.Is(err, errNotReady) {
 		return err
 	}
@@ -174,7 +175,15 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 		}
 		return err
 	}
-	want := ingressFor(a)
+	if err := c.writeStatus(ctx, key, svc, ingressFor(a), allocated); err != nil {
+		return err
+	}
+	return c.lb.setProxyCondition(ctx, svc, a)
+}
+
+// writeStatus writes the ingress and the Allocated condition where the Service's differ,
+// in one strategic-merge patch of the status: one write per allocation, not two.
+func (c *classLoop) writeStatus(ctx context.Context, key cache.ObjectName, svc *corev1.Service, want *corev1.LoadBalancerStatus, allocated metav1.Condition) error {
 	c.mu.Lock()
 	base, inFlight := c.writtenOver[key]
 	if !inFlight || base != svc.ResourceVersion {
@@ -182,15 +191,39 @@ func (c *classLoop) sync(ctx context.Context, key cache.ObjectName) error {
 		inFlight = false
 	}
 	c.mu.Unlock()
-	if inFlight || ingressEqual(svc.Status.LoadBalancer.Ingress, want.Ingress) {
+	writeIngress := !inFlight && !ingressEqual(svc.Status.LoadBalancer.Ingress, want.Ingress)
+	cond, writeCond := c.lb.conditions.pending(svc, allocated)
+	if !writeIngress && !writeCond {
 		return nil
 	}
-	if err := c.patchIngress(ctx, svc, want); err != nil {
+	status := map[string]any{}
+	if writeIngress {
+		// loadBalancer.ingress is an atomic list: the patch replaces it as a whole.
+		status["loadBalancer"] = map[string]any{"ingress": want.Ingress}
+	}
+	if writeCond {
+		// conditions merge by type: the other loops' conditions stay.
+		status["conditions"] = []metav1.Condition{cond}
+	}
+	patch, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.writtenOver[key] = svc.ResourceVersion
-	c.mu.Unlock()
+	_, err = c.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("write status of service %s: %w", klog.KObj(svc), err)
+	}
+	if writeCond {
+		c.lb.conditions.wrote(svc, cond)
+	}
+	if writeIngress {
+		c.mu.Lock()
+		c.writtenOver[key] = svc.ResourceVersion
+		c.mu.Unlock()
+	}
 	return nil
 }
 

@@ -82,8 +82,7 @@ func conditionUpdate(have metav1.Condition, known bool, want metav1.Condition, g
 // set writes want (type, status, reason, message) when the Service's condition differs;
 // it reports whether it wrote.
 func (w *serviceConditions) set(ctx context.Context, svc *corev1.Service, want metav1.Condition) (bool, error) {
-	have, known := w.current(svc, want.Type)
-	cond, changed := conditionUpdate(have, known, want, svc.Generation, metav1.NewTime(w.clock.Now()))
+	cond, changed := w.pending(svc, want)
 	if !changed {
 		return false, nil
 	}
@@ -96,6 +95,20 @@ func (w *serviceConditions) set(ctx context.Context, svc *corev1.Service, want m
 	}
 	w.remember(svc, writtenCondition{uid: svc.UID, present: true, cond: cond}, want.Type)
 	return true, nil
+}
+
+// pending returns the condition to write for want (type, status, reason, message), and
+// false when the Service already says it. A caller that writes it in a patch of its own
+// calls wrote afterwards.
+func (w *serviceConditions) pending(svc *corev1.Service, want metav1.Condition) (metav1.Condition, bool) {
+	have, known := w.current(svc, want.Type)
+	return conditionUpdate(have, known, want, svc.Generation, metav1.NewTime(w.clock.Now()))
+}
+
+// wrote records a condition pending returned, written by the caller's own patch.
+func (w *serviceConditions) wrote(svc *corev1.Service, cond metav1.Condition) {
+	w.writes.WithLabelValues(cond.Type).Inc()
+	w.remember(svc, writtenCondition{uid: svc.UID, present: true, cond: cond}, cond.Type)
 }
 
 // clear removes the condition of that type from a Service that has it. A Service being

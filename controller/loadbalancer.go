@@ -183,24 +183,36 @@ func keyOf(svc *corev1.Service) allocator.Key {
 // ensure allocates for svc and records the outcome as an Event and a condition.
 func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocator.Assignment, error) {
 	defer l.lockService(keyOf(svc))()
+	a, allocated, err := l.allocate(ctx, svc)
+	if err != nil {
+		return a, err
+	}
+	return a, errors.Join(l.setCondition(ctx, svc, allocated.Status, allocated.Reason, allocated.Message), l.setProxyCondition(ctx, svc, a))
+}
+
+// allocate allocates for svc and records the outcome as an Event; a failure also as the
+// Allocated condition. On success it returns the Allocated condition to write, which the
+// caller writes (berth's class loop writes it with the ingress, in one patch). The caller
+// holds lockService for the Service until it has written.
+func (l *LoadBalancer) allocate(ctx context.Context, svc *corev1.Service) (allocator.Assignment, metav1.Condition, error) {
 	logger := klog.FromContext(ctx).WithValues("service", klog.KObj(svc))
 	var nsLabels map[string]string
 	if ns, err := l.namespaces.Get(svc.Namespace); err == nil {
 		nsLabels = ns.Labels
 	} else if !apierrors.IsNotFound(err) {
-		return allocator.Assignment{}, fmt.Errorf("namespace of service %s: %w", klog.KObj(svc), err)
+		return allocator.Assignment{}, metav1.Condition{}, fmt.Errorf("namespace of service %s: %w", klog.KObj(svc), err)
 	}
 	req, err := requestFor(svc, nsLabels)
 	if err != nil {
 		l.metrics.failures.WithLabelValues(EventBadRequest).Inc()
 		l.recorder.Event(svc, corev1.EventTypeWarning, EventBadRequest, err.Error())
-		return allocator.Assignment{}, errors.Join(userError{err}, l.setCondition(ctx, svc, metav1.ConditionFalse, EventBadRequest, err.Error()))
+		return allocator.Assignment{}, metav1.Condition{}, errors.Join(userError{err}, l.setCondition(ctx, svc, metav1.ConditionFalse, EventBadRequest, err.Error()))
 	}
 
 	l.mu.Lock()
 	if !l.claimed {
 		l.mu.Unlock()
-		return allocator.Assignment{}, errNotReady
+		return allocator.Assignment{}, metav1.Condition{}, errNotReady
 	}
 	prev, _ := l.alloc.Assigned(req.Key)
 	a, err := l.alloc.Allocate(req)
@@ -220,7 +232,7 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 		l.metrics.failures.WithLabelValues(reason).Inc()
 		logger.V(2).Info("Allocation failed", "reason", reason, "err", err)
 		l.recorder.Event(svc, corev1.EventTypeWarning, reason, err.Error())
-		return a, errors.Join(fmt.Errorf("service %s: %w", klog.KObj(svc), err),
+		return a, metav1.Condition{}, errors.Join(fmt.Errorf("service %s: %w", klog.KObj(svc), err),
 			l.setCondition(ctx, svc, metav1.ConditionFalse, reason, err.Error()))
 	}
 	// Judge "new" by the allocator's record: the Service copy may predate our last write.
@@ -231,7 +243,7 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 		l.recorder.Eventf(svc, corev1.EventTypeNormal, EventIPAllocated, "Assigned %s from pool %q", joinAddrs(a), a.Pool)
 	}
 	msg := fmt.Sprintf("%s from pool %q", joinAddrs(a), a.Pool)
-	return a, errors.Join(l.setCondition(ctx, svc, metav1.ConditionTrue, EventIPAllocated, msg), l.setProxyCondition(ctx, svc, a))
+	return a, metav1.Condition{Type: ConditionAllocated, Status: metav1.ConditionTrue, Reason: EventIPAllocated, Message: msg}, nil
 }
 
 // release frees what the Service holds and retries the Services waiting for an address.

@@ -11,7 +11,8 @@
 // status subresource, as upstream's servicehelper.PatchService sends it), the
 // berth.dev/Allocated condition, Event IPAllocated, Event EnsuredLoadBalancer, the ingress.
 // Per Service of berth's class: the finalizer (a merge patch guarded by resourceVersion),
-// the condition, Event IPAllocated, the ingress (a merge patch of the status).
+// Event IPAllocated, the condition and the ingress (one strategic merge patch of the
+// status).
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -234,24 +236,29 @@ func (b *baseline) syncClass(ctx context.Context, svc *corev1.Service) error {
 			return err
 		}
 	}
+	// The condition and the ingress in one status patch, as berth's loop writes them.
 	ips := b.fakeIPs(svc)
-	if err := b.allocated(ctx, svc, ips); err != nil {
-		return err
-	}
-	return b.patch(ctx, svc, types.MergePatchType, ingressPatch(ips), "status")
+	b.berth.Eventf(svc, corev1.EventTypeNormal, reasonAllocated, "Assigned %s from pool %q", strings.Join(ips, ", "), fakePool)
+	patch := ingressPatch(ips)
+	patch["status"].(map[string]any)["conditions"] = []metav1.Condition{allocatedCondition(svc, ips, b.clock.Now())}
+	return b.patch(ctx, svc, types.StrategicMergePatchType, patch, "status")
 }
 
 // allocated writes what berth's EnsureLoadBalancer writes itself: the Event and the
 // condition.
 func (b *baseline) allocated(ctx context.Context, svc *corev1.Service, ips []string) error {
-	all := strings.Join(ips, ", ")
-	b.berth.Eventf(svc, corev1.EventTypeNormal, reasonAllocated, "Assigned %s from pool %q", all, fakePool)
-	cond := metav1.Condition{
-		Type: conditionAllocated, Status: metav1.ConditionTrue, Reason: reasonAllocated,
-		Message:            fmt.Sprintf("%s from pool %q", all, fakePool),
-		ObservedGeneration: svc.Generation, LastTransitionTime: metav1.NewTime(b.clock.Now()),
-	}
+	b.berth.Eventf(svc, corev1.EventTypeNormal, reasonAllocated, "Assigned %s from pool %q", strings.Join(ips, ", "), fakePool)
+	cond := allocatedCondition(svc, ips, b.clock.Now())
 	return b.patch(ctx, svc, types.StrategicMergePatchType, map[string]any{"status": map[string]any{"conditions": []metav1.Condition{cond}}}, "status")
+}
+
+// allocatedCondition is berth.dev/Allocated as berth writes it for ips.
+func allocatedCondition(svc *corev1.Service, ips []string, now time.Time) metav1.Condition {
+	return metav1.Condition{
+		Type: conditionAllocated, Status: metav1.ConditionTrue, Reason: reasonAllocated,
+		Message:            fmt.Sprintf("%s from pool %q", strings.Join(ips, ", "), fakePool),
+		ObservedGeneration: svc.Generation, LastTransitionTime: metav1.NewTime(now),
+	}
 }
 
 func (b *baseline) patch(ctx context.Context, svc *corev1.Service, pt types.PatchType, patch any, sub ...string) error {
