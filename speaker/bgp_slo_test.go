@@ -154,7 +154,7 @@ func TestBGPSpeakersSLO(t *testing.T) {
 		return fmt.Sprint(hosts), len(hosts) == len(w.nodes)
 	})
 
-	lab.Eventually(t, 10*time.Second, "BGPPeer frr's status: every node Established", func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, 20*time.Second, "BGPPeer frr's status: every node Established", func(ctx context.Context) (string, bool) {
 		var p v1alpha1.BGPPeer
 		if err := w.cr.Get(ctx, client.ObjectKey{Name: "frr"}, &p); err != nil {
 			return err.Error(), false

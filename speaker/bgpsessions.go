@@ -115,6 +115,18 @@ func peerNodeStatus(node string, st bgp.PeerStatus) v1alpha1.PeerNodeStatus {
 // time between two writes of one BGPPeer's entry.
 const sessionPoll = time.Second
 
+// prefixCountInterval is the least time between two writes of a peer's entry that differ
+// only in prefixesSent: while thousands of Services come and go, the count changes every
+// poll, and each write is a server-side apply every watcher of BGPPeers receives. A change
+// of the session itself is written at the next poll.
+const prefixCountInterval = 10 * time.Second
+
+// onlyCountChanged reports whether written and now differ in prefixesSent alone.
+func onlyCountChanged(written, now v1alpha1.PeerNodeStatus) bool {
+	written.PrefixesSent = now.PrefixesSent
+	return equality.Semantic.DeepEqual(written, now)
+}
+
 // watchBGPSessions logs and records an Event on the BGPPeer for every session of this node
 // that comes up, goes down or looks like a password mismatch, and keeps this node's entry
 // in each BGPPeer's status in step: written when it changed, removed when the peer no
@@ -125,7 +137,8 @@ func (s *Speaker) watchBGPSessions(ctx context.Context) {
 	defer t.Stop()
 	var last []bgp.PeerStatus
 	written := map[string]v1alpha1.PeerNodeStatus{}
-	stale := s.peersListingSelf(ctx) // entries a previous run left
+	countWritten := map[string]time.Time{} // when each peer's entry was last written
+	stale := s.peersListingSelf(ctx)       // entries a previous run left
 	failing := false
 	for {
 		select {
@@ -151,7 +164,8 @@ func (s *Speaker) watchBGPSessions(ctx context.Context) {
 		for _, st := range now {
 			held[st.Name] = true
 			e := peerNodeStatus(s.opts.Node, st)
-			if w, ok := written[st.Name]; ok && equality.Semantic.DeepEqual(w, e) {
+			w, ok := written[st.Name]
+			if ok && (equality.Semantic.DeepEqual(w, e) || onlyCountChanged(w, e) && time.Since(countWritten[st.Name]) < prefixCountInterval) {
 				continue
 			}
 			if err := ApplyPeerNodeStatus(ctx, s.opts.CRClient, s.opts.Node, st.Name, &e); err != nil {
@@ -159,6 +173,7 @@ func (s *Speaker) watchBGPSessions(ctx context.Context) {
 				continue
 			}
 			written[st.Name] = e
+			countWritten[st.Name] = time.Now()
 		}
 		for peer := range written {
 			stale[peer] = true
