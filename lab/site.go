@@ -36,6 +36,9 @@ type SiteOptions struct {
 	NoRouters bool
 	// NoKubeProxy starts no kube-proxy in the nodes.
 	NoKubeProxy bool
+	// KubeProxyNodes, when above 0, starts kube-proxy only in the first that many nodes
+	// (a large site whose other nodes only run speakers).
+	KubeProxyNodes int
 	// BinDir holds the control-plane binaries; controlplane.BinDir() when empty.
 	BinDir string
 	// CRDDirs hold CRDs to install before Start returns.
@@ -179,7 +182,7 @@ func (s *Site) startNode(ctx, actx context.Context, node *Node, opts SiteOptions
 	case <-ctx.Done():
 		return a, fmt.Errorf("start agent for node %s: %w", node.Name, ctx.Err())
 	}
-	if opts.NoKubeProxy {
+	if opts.NoKubeProxy || (opts.KubeProxyNodes > 0 && node.Index > opts.KubeProxyNodes) {
 		return a, nil
 	}
 	p, err := s.cluster.StartKubeProxy(ctx, controlplane.KubeProxyOptions{

@@ -29,6 +29,7 @@ type AuditEvent struct {
 	Stage      string `json:"stage"`
 	RequestURI string `json:"requestURI"`
 	Verb       string `json:"verb"`
+	UserAgent  string `json:"userAgent,omitempty"`
 	User       struct {
 		Username string   `json:"username"`
 		Groups   []string `json:"groups,omitempty"`
