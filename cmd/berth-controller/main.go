@@ -126,13 +126,20 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	// Events get a client of their own, with its own token bucket.
-	ec, err := kubernetes.NewForConfig(rest.AddUserAgent(cfg, "events"))
+	ecfg := rest.CopyConfig(cfg)
+	ecfg.UserAgent += " events"
+	ec, err := kubernetes.NewForConfig(ecfg)
 	if err != nil {
 		return err
 	}
 	o.controller.EventClient = ec
-	// So does the Announced condition: it must not slow allocation.
-	ac, err := kubernetes.NewForConfig(rest.AddUserAgent(cfg, "announced"))
+	// So does the Announced condition, at a fifth of the rate: it must not slow allocation.
+	// When allocation keeps the apiserver busy (a cold start of thousands of Services) its
+	// writes wait, and a Service's changes merge in the queue meanwhile into one write.
+	acfg := rest.CopyConfig(cfg)
+	acfg.QPS, acfg.Burst = max(1, cfg.QPS/5), max(1, cfg.Burst/5)
+	acfg.UserAgent += " announced"
+	ac, err := kubernetes.NewForConfig(acfg)
 	if err != nil {
 		return err
 	}
