@@ -36,6 +36,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags $(SLO_TAGS) ./...
 	$(GO) vet -tags e2e ./e2e
+	$(GO) vet -tags scale ./scale
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	  $(CONTROLLER_GEN) $(GEN_ARGS) output:object:dir=$$tmp/obj output:crd:dir=$$tmp/crd; \
 	  if ! diff -r -x kustomization.yaml -x crd.go $$tmp/crd config/crd || ! diff $$tmp/obj/zz_generated.deepcopy.go config/v1alpha1/zz_generated.deepcopy.go; then \
@@ -72,8 +73,11 @@ test-slo: controlplane
 e2e: controlplane
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/e2e.sh
 
-bench:
-	@echo "make bench: not yet (issue 11: benchmarks and the lab scale report)"; exit 2
+## bench: the Go benchmarks, the lab scale scenarios and the timing SLOs judged by p99, alone
+## on the machine (needs root), into bench/REPORT.md and bench/raw/; BENCH_STEPS="go scale slo"
+## picks steps (docs/bench.md)
+bench: controlplane
+	hack/bench.sh $(BENCH_STEPS)
 
 ## demo: the lab with berth installed from deploy/ and the demo Services (needs root;
 ## `bin/berthctl lab down` removes it)
