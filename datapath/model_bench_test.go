@@ -94,7 +94,7 @@ func nodeAddr(v4 bool, n int) netip.Addr {
 // The sizes of the benchmarks: 10,000 Services on 50 nodes.
 const benchServices, benchNodes = 10_000, 50
 
-func mustNormalize(b *testing.B, d Desired) normalized {
+func benchNormalize(b *testing.B, d Desired) normalized {
 	b.Helper()
 	n, err := normalize(d)
 	if err != nil {
@@ -117,7 +117,7 @@ func modelSize(m *model) int {
 // state, the table's content not being kept between changes).
 func BenchmarkNormalizeModel(b *testing.B) {
 	d := benchDesired(benchServices, benchNodes, true, 53, 8080)
-	elements := modelSize(newModel(mustNormalize(b, d), [2]map[Frontend]uint32{}))
+	elements := modelSize(newModel(benchNormalize(b, d), [2]map[Frontend]uint32{}))
 	b.ReportAllocs()
 	for b.Loop() {
 		n, err := normalize(d)
@@ -133,8 +133,8 @@ func BenchmarkNormalizeModel(b *testing.B) {
 // Service's UDP port (on its IPv4 and IPv6 address), both ways as applyDiff does
 // (deletions, then additions), handing each batch to a send that only counts.
 func BenchmarkSendElements(b *testing.B) {
-	old := newModel(mustNormalize(b, benchDesired(benchServices, benchNodes, true, 53, 8080)), [2]map[Frontend]uint32{})
-	next := newModel(mustNormalize(b, benchDesired(benchServices, benchNodes, true, 54, 8080)), old.ids)
+	old := newModel(benchNormalize(b, benchDesired(benchServices, benchNodes, true, 53, 8080)), [2]map[Frontend]uint32{})
+	next := newModel(benchNormalize(b, benchDesired(benchServices, benchNodes, true, 54, 8080)), old.ids)
 	set := func(name string) *nftables.Set { return setDef(name) }
 	sent := 0
 	send := func(_ *nftables.Set, es []nftables.SetElement) error { sent += len(es); return nil }
@@ -167,7 +167,7 @@ func BenchmarkTableChange(b *testing.B) {
 		udp0, backend uint16
 	}{{"proxy=none/change=port", false, 54, 8080}, {"proxy=1000/change=backend", true, 53, 9090}} {
 		b.Run(tc.name, func(b *testing.B) {
-			last := mustNormalize(b, benchDesired(benchServices, benchNodes, tc.proxy, 53, 8080))
+			last := benchNormalize(b, benchDesired(benchServices, benchNodes, tc.proxy, 53, 8080))
 			ids := newModel(last, [2]map[Frontend]uint32{}).ids
 			next := benchDesired(benchServices, benchNodes, tc.proxy, tc.udp0, tc.backend)
 			b.ReportAllocs()
