@@ -204,39 +204,31 @@ func (w *world) leftovers(ctx context.Context) (leftovers, error) {
 		return l, err
 	}
 	l.routes = routed
-	inPools := func(s string) bool {
-		s = strings.Trim(s, ",{}")
-		if p, err := netip.ParsePrefix(s); err == nil { // an address with its prefix length
-			s = p.Addr().String()
+	// count adds to n the words of out that name an address of either pool.
+	count := func(node, what string, out []byte, n *int) {
+		for _, f := range strings.Fields(string(out)) {
+			f = strings.Trim(f, ",{}")
+			if p, err := netip.ParsePrefix(f); err == nil { // an address with its prefix length
+				f = p.Addr().String()
+			}
+			if a, err := netip.ParseAddr(f); err == nil && (bgpPool.Contains(a) || l2ScalePool.Contains(a)) {
+				*n++
+				if len(l.examples) < 10 {
+					l.examples = append(l.examples, node+" "+what+" "+f)
+				}
+			}
 		}
-		a, err := netip.ParseAddr(s)
-		return err == nil && (bgpPool.Contains(a) || l2ScalePool.Contains(a))
 	}
 	for _, nd := range w.site.Nodes() {
 		out, err := nd.NS.Output(ctx, "nft", "list", "table", "inet", "berth")
 		if err != nil {
 			return l, fmt.Errorf("node %s: %w", nd.Name, err)
 		}
-		for _, f := range strings.Fields(string(out)) {
-			if inPools(f) {
-				l.nft++
-				if len(l.examples) < 10 {
-					l.examples = append(l.examples, nd.Name+" nft "+f)
-				}
-			}
-		}
-		out, err = nd.NS.IP(ctx, "-o", "addr", "show")
-		if err != nil {
+		count(nd.Name, "nft", out, &l.nft)
+		if out, err = nd.NS.IP(ctx, "-o", "addr", "show"); err != nil {
 			return l, fmt.Errorf("node %s: %w", nd.Name, err)
 		}
-		for _, f := range strings.Fields(string(out)) {
-			if inPools(f) {
-				l.addrs++
-				if len(l.examples) < 10 {
-					l.examples = append(l.examples, nd.Name+" addr "+f)
-				}
-			}
-		}
+		count(nd.Name, "addr", out, &l.addrs)
 	}
 	return l, nil
 }
