@@ -116,6 +116,23 @@ func sentTo(t *testing.T, s *Server, addr netip.Addr) uint64 {
 	return n
 }
 
+// settledSentTo is sentTo once the count has stopped changing for 300 ms: GoBGP counts an
+// UPDATE after writing it, so the peer may hold a route before its count shows.
+func settledSentTo(t *testing.T, s *Server, addr netip.Addr) uint64 {
+	t.Helper()
+	n := sentTo(t, s, addr)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		m := sentTo(t, s, addr)
+		if m == n {
+			return n
+		}
+		n = m
+	}
+	t.Fatalf("UPDATEs sent to %s still changing after 5s", addr)
+	return n
+}
+
 var netipEqual = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
 
 var pfx = netip.MustParsePrefix

@@ -106,7 +106,7 @@ func TestLoopback(t *testing.T) {
 	})
 
 	t.Run("unchanged paths send nothing", func(t *testing.T) {
-		before := sentTo(t, s, lo2)
+		before := settledSentTo(t, s, lo2)
 		if err := s.SetPaths(t.Context(), paths); err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestLoopback(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitRoute(t, r1, x, nil)
-		if after := sentTo(t, s, lo2); after != before+1 {
+		if after := settledSentTo(t, s, lo2); after != before+1 {
 			t.Errorf("UPDATEs sent to r1: %d before, %d after an unchanged SetPaths and one new path; want one more", before, after)
 		}
 		if err := s.SetPaths(t.Context(), paths); err != nil {
