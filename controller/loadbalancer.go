@@ -187,7 +187,8 @@ func (l *LoadBalancer) ensure(ctx context.Context, svc *corev1.Service) (allocat
 	if err != nil {
 		return a, err
 	}
-	return a, errors.Join(l.setCondition(ctx, svc, allocated.Status, allocated.Reason, allocated.Message), l.setProxyCondition(ctx, svc, a))
+	_, err = l.conditions.set(ctx, svc, allocated)
+	return a, errors.Join(err, l.setProxyCondition(ctx, svc, a))
 }
 
 // allocate allocates for svc and records the outcome as an Event; a failure also as the

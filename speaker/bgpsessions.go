@@ -188,6 +188,7 @@ func (s *Speaker) watchBGPSessions(ctx context.Context) {
 				continue
 			}
 			delete(written, peer)
+			delete(countWritten, peer)
 			delete(stale, peer)
 		}
 		if err := errors.Join(errs...); err != nil && !failing {
