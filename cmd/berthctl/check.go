@@ -113,28 +113,28 @@ func (c *checker) object(ctx context.Context, file string, o *unstructured.Unstr
 		c.files = map[config.ObjectRef]string{}
 	}
 	c.files[ref] = file
-	conv := runtime.DefaultUnstructuredConverter
 	switch ref.Kind {
 	case config.KindIPPool:
-		var p v1alpha1.IPPool
-		err = conv.FromUnstructured(admitted.Object, &p)
-		c.res.Pools = append(c.res.Pools, p)
+		err = appendAs(&c.res.Pools, admitted.Object)
 	case config.KindBGPPeer:
-		var p v1alpha1.BGPPeer
-		err = conv.FromUnstructured(admitted.Object, &p)
-		c.res.Peers = append(c.res.Peers, p)
+		err = appendAs(&c.res.Peers, admitted.Object)
 	case config.KindBGPAdvertisement:
-		var a v1alpha1.BGPAdvertisement
-		err = conv.FromUnstructured(admitted.Object, &a)
-		c.res.BGPAdvertisements = append(c.res.BGPAdvertisements, a)
+		err = appendAs(&c.res.BGPAdvertisements, admitted.Object)
 	case config.KindL2Advertisement:
-		var a v1alpha1.L2Advertisement
-		err = conv.FromUnstructured(admitted.Object, &a)
-		c.res.L2Advertisements = append(c.res.L2Advertisements, a)
+		err = appendAs(&c.res.L2Advertisements, admitted.Object)
 	}
 	if err != nil {
 		c.report(file, ref.String(), "%v", err)
 	}
+}
+
+// appendAs converts an admitted object to T and appends it to list, also when the
+// conversion fails part-way (the error is reported beside what it got).
+func appendAs[T any](list *[]T, obj map[string]any) error {
+	var v T
+	err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, &v)
+	*list = append(*list, v)
+	return err
 }
 
 // build reports what config.Build finds across the admitted objects, as the condition
