@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,27 +55,49 @@ func requestFor(svc *corev1.Service, nsLabels map[string]string) (allocator.Requ
 	for _, p := range svc.Spec.Ports {
 		req.Ports = append(req.Ports, allocator.Port{Protocol: string(p.Protocol), Port: p.Port})
 	}
+	// A single-stack Service allocates its first family only, as the allocator does.
+	fams := req.Families
+	if req.Policy == "" || req.Policy == allocator.SingleStack {
+		fams = fams[:1]
+	}
 	var err error
-	if req.RequestedIPs, err = requestedIPs(svc); err != nil {
+	if req.RequestedIPs, err = requestedIPs(svc, fams); err != nil {
 		return req, err
 	}
 	return req, nil
 }
 
-// requestedIPs merges spec.loadBalancerIP and the load-balancer-ips annotation.
-func requestedIPs(svc *corev1.Service) ([]netip.Addr, error) {
+// requestedIPs merges spec.loadBalancerIP and the load-balancer-ips annotation. Each
+// address must be of one of fams, the families the Service allocates, and there may be at
+// most one per family: the allocator refuses anything else, and the message here names
+// the field or annotation the address came from.
+func requestedIPs(svc *corev1.Service, fams []config.Family) ([]netip.Addr, error) {
 	var out []netip.Addr
+	var sources []string
 	add := func(s, from string) error {
 		a, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil || a.Zone() != "" || a.Is4In6() {
 			return fmt.Errorf("%s: %q is not an IPv4 or IPv6 address", from, s)
 		}
-		for _, o := range out {
+		f := config.FamilyOf(a)
+		if !slices.Contains(fams, f) {
+			return fmt.Errorf("%s: %s is %s, but the Service's IP families are %v", from, a, f, fams)
+		}
+		for i, o := range out {
 			if o == a {
 				return nil
 			}
+			if config.FamilyOf(o) != f {
+				continue
+			}
+			other := o.String()
+			if sources[i] != from {
+				other = sources[i] + " " + other
+			}
+			return fmt.Errorf("%s: %s and %s are both %s; at most one address per family", from, other, a, f)
 		}
 		out = append(out, a)
+		sources = append(sources, from)
 		return nil
 	}
 	if ip := svc.Spec.LoadBalancerIP; ip != "" {
