@@ -11,16 +11,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// The Secret holding memberlist's encryption key, created by the controller and read by
-// the speakers, which refuse to start without it.
+// The Secret holding memberlist's encryption keys, created by the controller and watched
+// by the speakers, which refuse to start without it. MemberlistSecretKey is the primary
+// key (membership.PrimaryEntry); every other entry is a key the speakers also accept, the
+// means of a live rotation (docs/speaker.md, "Memberlist keys and their rotation").
 const (
 	MemberlistSecretName = "berth-memberlist"
 	MemberlistSecretKey  = "key"
 )
 
 // EnsureMemberlistSecret creates the memberlist Secret with a random AES-256 key in
-// namespace, unless it exists; an existing key is never replaced, since speakers with
-// different keys could not talk.
+// namespace, unless it exists. An existing Secret is never touched: speakers with
+// different keys could not talk, and rotating the key is the operator's three steps.
 func EnsureMemberlistSecret(ctx context.Context, c kubernetes.Interface, namespace string) error {
 	_, err := c.CoreV1().Secrets(namespace).Get(ctx, MemberlistSecretName, metav1.GetOptions{})
 	if err == nil {

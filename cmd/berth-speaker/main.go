@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -50,6 +49,7 @@ type options struct {
 	nodeName             string
 	namespace            string
 	keyFile              string
+	keyDir               string
 	bind                 string
 	port                 int
 	qps                  float64
@@ -86,7 +86,8 @@ func main() {
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to a kubeconfig; empty means in-cluster")
 	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default: $NODE_NAME from the downward API)")
 	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "berth's namespace, where berth-controller keeps the memberlist Secret")
-	fs.StringVar(&o.keyFile, "memberlist-key-file", "", "file holding memberlist's AES key (the Secret's key, mounted); empty reads the Secret "+controller.MemberlistSecretName+" through the apiserver")
+	fs.StringVar(&o.keyDir, "memberlist-key-dir", "", "directory of the Secret "+controller.MemberlistSecretName+" mounted: file key is memberlist's primary AES key, every other file a key also accepted; read again every 5s, so keys rotate live. Empty (and no --memberlist-key-file): the Secret is watched through the apiserver")
+	fs.StringVar(&o.keyFile, "memberlist-key-file", "", "file holding memberlist's AES key alone (no accepted keys, so no rotation without members dropping out; prefer --memberlist-key-dir); read again every 5s")
 	fs.StringVar(&o.bind, "memberlist-bind-address", os.Getenv("NODE_IP"), "node address memberlist binds and advertises (default: $NODE_IP, else the Node's first InternalIP)")
 	fs.IntVar(&o.port, "memberlist-port", 7946, "memberlist's TCP and UDP port")
 	fs.DurationVar(&o.timings.ProbeInterval, "memberlist-probe-interval", o.timings.ProbeInterval, "how often each member probes another")
@@ -165,7 +166,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	key, err := memberlistKey(ctx, kc, o)
+	keys, err := memberlistKeys(ctx, kc, o)
 	if err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func run(ctx context.Context, o options) error {
 	logger.Info("BGP up", "routerID", routerID, "listenPort", o.bgpListenPort)
 	changed := make(chan struct{}, 1)
 	list, err := membership.New(membership.Config{
-		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Key: key, Timings: o.timings,
+		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Keys: keys, Timings: o.timings,
 		Meta:     membership.Meta{DecisionVersion: speaker.DecisionVersion},
 		OnChange: func() { wakeUp(changed) },
 		Logger:   logger.WithName("memberlist"),
@@ -220,6 +221,8 @@ func run(ctx context.Context, o options) error {
 	events := record.NewBroadcaster(record.WithContext(ctx))
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kc.CoreV1().Events("")})
 	defer events.Shutdown()
+	logger.Info("Memberlist keys in use", "primary", membership.Fingerprint(keys.Primary), "accepted", fingerprints(keys.Accepted))
+	go followKeys(ctx, kc, o, list, events.NewRecorder(scheme, corev1.EventSource{Component: "berth-speaker", Host: o.nodeName}))
 	opts := speaker.Options{
 		Node: o.nodeName, Classes: o.classes, Client: kc, Cache: cache, CRClient: crc,
 		Members: speaker.Memberlist(list), Interfaces: speaker.UsableInterfaces,
@@ -302,31 +305,6 @@ func wakeUp(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
-}
-
-// memberlistKey reads memberlist's key from the mounted file or the Secret. There is no
-// default key: a speaker without one refuses to start.
-func memberlistKey(ctx context.Context, kc kubernetes.Interface, o options) ([]byte, error) {
-	if o.keyFile != "" {
-		b, err := os.ReadFile(o.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("memberlist key: %w", err)
-		}
-		return b, nil
-	}
-	s, err := kc.CoreV1().Secrets(o.namespace).Get(ctx, controller.MemberlistSecretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("memberlist key: Secret %s/%s not found: berth-controller creates it when it starts leading; refusing to start without a key",
-			o.namespace, controller.MemberlistSecretName)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("memberlist key: read Secret %s/%s: %w", o.namespace, controller.MemberlistSecretName, err)
-	}
-	key := s.Data[controller.MemberlistSecretKey]
-	if len(key) == 0 {
-		return nil, fmt.Errorf("memberlist key: Secret %s/%s has no %q", o.namespace, controller.MemberlistSecretName, controller.MemberlistSecretKey)
-	}
-	return key, nil
 }
 
 // bindAddress is the flag's address, else the Node's first InternalIP.

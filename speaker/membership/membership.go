@@ -30,11 +30,11 @@ const DefaultLabel = "berth"
 const metaBroadcastTimeout = 2 * time.Second
 
 var (
-	// ErrNoKey means Config.Key is empty. berth has no default key, ever.
+	// ErrNoKey means there is no primary key. berth has no default key, ever.
 	ErrNoKey = errors.New(`memberlist encryption key required: berth-speaker reads it from key "key" ` +
 		`of the Secret berth-memberlist that berth-controller creates; there is no default key`)
-	// ErrInvalidKey means Config.Key is not an AES-128/192/256 key.
-	ErrInvalidKey = errors.New(`invalid memberlist encryption key (key "key" of the Secret berth-memberlist)`)
+	// ErrInvalidKey means a key is not an AES-128/192/256 key (16, 24 or 32 bytes).
+	ErrInvalidKey = errors.New(`invalid memberlist encryption key (Secret berth-memberlist)`)
 	// ErrInvalidConfig means some other Config field is unusable.
 	ErrInvalidConfig = errors.New("invalid membership config")
 	// ErrShutdown means the List was shut down.
@@ -124,8 +124,9 @@ type Config struct {
 	Bind netip.AddrPort
 	// Advertise is the address others reach this node at; zero means Bind, port 0 Bind's.
 	Advertise netip.AddrPort
-	// Key is the AES key (16, 24 or 32 bytes) encrypting all memberlist traffic. Required.
-	Key []byte
+	// Keys are the AES keys (16, 24 or 32 bytes each) of all memberlist traffic: the
+	// primary encrypts, every key decrypts. A primary key is required; SetKeys changes them.
+	Keys Keys
 	// Label tags every packet; nodes with another label are rejected. Empty means
 	// DefaultLabel.
 	Label string
@@ -153,6 +154,9 @@ type List struct {
 
 	metaMu sync.Mutex // serialises SetMeta
 
+	keysMu sync.Mutex          // serialises SetKeys
+	ring   *memberlist.Keyring // memberlist's, shared with it: encrypts and decrypts
+
 	stateMu  sync.RWMutex
 	shutdown bool
 }
@@ -177,7 +181,8 @@ func New(cfg Config) (*List, error) {
 
 // newConfig checks cfg and builds memberlist's config and the List around it.
 func newConfig(cfg Config) (*memberlist.Config, *List, error) {
-	if err := validateKey(cfg.Key); err != nil {
+	keys := cfg.Keys.normalized()
+	if err := keys.validate(); err != nil {
 		return nil, nil, err
 	}
 	if cfg.Name == "" {
@@ -203,7 +208,12 @@ func newConfig(cfg Config) (*memberlist.Config, *List, error) {
 		label = DefaultLabel
 	}
 
-	l := &List{self: []netip.AddrPort{adv, bind}, bindPort: bind.Port(), meta: &metaDelegate{meta: meta}}
+	ring, err := memberlist.NewKeyring(keys.Accepted, keys.Primary)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+
+	l := &List{self: []netip.AddrPort{adv, bind}, bindPort: bind.Port(), meta: &metaDelegate{meta: meta}, ring: ring}
 	l.metrics = newMetrics(func() float64 { return float64(l.roster.len()) }, l.healthScore)
 	kick := func() {}
 	if cfg.OnChange != nil {
@@ -216,7 +226,10 @@ func newConfig(cfg Config) (*memberlist.Config, *List, error) {
 	mc.Name = cfg.Name
 	mc.BindAddr, mc.BindPort = bind.Addr().String(), int(bind.Port())
 	mc.AdvertiseAddr, mc.AdvertisePort = adv.Addr().String(), int(adv.Port())
-	mc.SecretKey = slices.Clone(cfg.Key)
+	l.metrics.setKeys(keys)
+	// Every packet and stream is encrypted with the ring's primary key; anything that no
+	// key of the ring decrypts, or that comes unencrypted, is dropped.
+	mc.Keyring = ring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Label = label
 	applyTimings(mc, timings)
@@ -234,17 +247,6 @@ func applyTimings(mc *memberlist.Config, t Timings) {
 	// Keep gossiping to a dead node as long as one push/pull round, memberlist's own ratio:
 	// a node wrongly declared dead hears about it and refutes.
 	mc.GossipToTheDeadTime = t.PushPullInterval
-}
-
-func validateKey(key []byte) error {
-	switch len(key) {
-	case 0:
-		return ErrNoKey
-	case 16, 24, 32:
-		return nil
-	default:
-		return fmt.Errorf("%w: %d bytes, want 16, 24 or 32", ErrInvalidKey, len(key))
-	}
 }
 
 // addresses fills in the defaults of the bind and advertise addresses.

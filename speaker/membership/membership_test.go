@@ -15,7 +15,7 @@ func validConfig() Config {
 	return Config{
 		Name:   "node-a",
 		Bind:   netip.MustParseAddrPort("198.18.0.11:7946"),
-		Key:    make([]byte, 32),
+		Keys:   Keys{Primary: make([]byte, 32)},
 		Logger: klog.Background(),
 	}
 }
@@ -23,7 +23,7 @@ func validConfig() Config {
 // New checks everything before it opens a socket, so these tests need no network.
 func TestNewRequiresKey(t *testing.T) {
 	cfg := validConfig()
-	cfg.Key = nil
+	cfg.Keys = Keys{}
 	l, err := New(cfg)
 	if l != nil || !errors.Is(err, ErrNoKey) {
 		t.Fatalf("New(no key) = %v, %v; want ErrNoKey", l, err)
@@ -39,13 +39,18 @@ func TestNewRequiresKey(t *testing.T) {
 func TestNewRejectsInvalidKey(t *testing.T) {
 	for _, n := range []int{1, 15, 17, 31, 33, 64} {
 		cfg := validConfig()
-		cfg.Key = make([]byte, n)
+		cfg.Keys.Primary = make([]byte, n)
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("New(%d-byte key) error = %v, want ErrInvalidKey", n, err)
 		}
+		cfg = validConfig()
+		cfg.Keys.Accepted = [][]byte{make([]byte, 16), make([]byte, n)}
+		if _, err := New(cfg); !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), "accepted key 1") {
+			t.Errorf("New(accepted %d-byte key) error = %v, want ErrInvalidKey naming accepted key 1", n, err)
+		}
 	}
 	for _, n := range []int{16, 24, 32} {
-		if err := validateKey(make([]byte, n)); err != nil {
+		if err := validateKey("key", make([]byte, n)); err != nil {
 			t.Errorf("validateKey(%d bytes) = %v", n, err)
 		}
 	}
@@ -87,21 +92,21 @@ func TestDefaultTimingsAreValid(t *testing.T) {
 func TestNewConfig(t *testing.T) {
 	cfg := validConfig()
 	cfg.Bind = netip.MustParseAddrPort("198.18.0.11:0")
-	cfg.Key = []byte("0123456789abcdef")
+	cfg.Keys = Keys{Primary: []byte("0123456789abcdef"), Accepted: [][]byte{[]byte("fedcba9876543210")}}
 	mc, l, err := newConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]any{
 		"name": mc.Name, "bind": mc.BindAddr, "bindPort": mc.BindPort, "adv": mc.AdvertiseAddr, "advPort": mc.AdvertisePort,
-		"key": string(mc.SecretKey), "verifyIn": mc.GossipVerifyIncoming, "verifyOut": mc.GossipVerifyOutgoing,
+		"keys": mc.Keyring.GetKeys(), "secretKey": mc.SecretKey, "verifyIn": mc.GossipVerifyIncoming, "verifyOut": mc.GossipVerifyOutgoing,
 		"label": mc.Label, "probe": mc.ProbeInterval, "probeTimeout": mc.ProbeTimeout, "suspicion": mc.SuspicionMult,
 		"gossip": mc.GossipInterval, "pushPull": mc.PushPullInterval, "tcp": mc.TCPTimeout, "logger": mc.Logger != nil,
 		"self": l.self,
 	}
 	want := map[string]any{
 		"name": "node-a", "bind": "198.18.0.11", "bindPort": 7946, "adv": "198.18.0.11", "advPort": 7946,
-		"key": "0123456789abcdef", "verifyIn": true, "verifyOut": true,
+		"keys": [][]byte{[]byte("0123456789abcdef"), []byte("fedcba9876543210")}, "secretKey": []byte(nil), "verifyIn": true, "verifyOut": true,
 		"label": "berth", "probe": 150 * time.Millisecond, "probeTimeout": 75 * time.Millisecond, "suspicion": 2,
 		"gossip": 100 * time.Millisecond, "pushPull": 10 * time.Second, "tcp": 2 * time.Second, "logger": true,
 		"self": []netip.AddrPort{netip.MustParseAddrPort("198.18.0.11:7946"), netip.MustParseAddrPort("198.18.0.11:7946")},

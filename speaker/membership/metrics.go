@@ -16,7 +16,16 @@ type metrics struct {
 	health     prometheus.GaugeFunc
 	events     *prometheus.CounterVec
 	metaErrors prometheus.Counter
+	// keys and keysRejected show where a key rotation stands on this speaker.
+	keys         *prometheus.GaugeVec
+	keysRejected prometheus.Gauge
 }
+
+// Key role label values.
+const (
+	rolePrimary  = "primary"
+	roleAccepted = "accepted"
+)
 
 var _ prometheus.Collector = (*metrics)(nil)
 
@@ -40,6 +49,17 @@ func newMetrics(members, health func() float64) *metrics {
 			Name: "berth_memberlist_meta_errors_total",
 			Help: "Member metadata this speaker could not decode; such a member counts with no L2 interfaces.",
 		}),
+		keys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_memberlist_key_info",
+			Help: "The memberlist keys this speaker uses, by fingerprint (first 8 hex digits of the key's SHA-256) and role: " +
+				"primary encrypts and decrypts, accepted only decrypts. Always 1; a rotation step has reached every speaker " +
+				"when all report the same keys.",
+		}, []string{"fingerprint", "role"}),
+		keysRejected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_memberlist_keys_rejected",
+			Help: "1 when the keys last read from the Secret berth-memberlist (or its mounted files) were invalid and the " +
+				"speaker kept the keys it had; 0 otherwise.",
+		}),
 	}
 	for _, e := range []string{eventJoin, eventLeave, eventUpdate} {
 		m.events.WithLabelValues(e) // series start at 0
@@ -62,12 +82,23 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *metrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.members, m.health, m.events, m.metaErrors}
+	return []prometheus.Collector{m.members, m.health, m.events, m.metaErrors, m.keys, m.keysRejected}
+}
+
+// setKeys makes berth_memberlist_key_info show k.
+func (m *metrics) setKeys(k Keys) {
+	m.keys.Reset()
+	m.keys.WithLabelValues(Fingerprint(k.Primary), rolePrimary).Set(1)
+	for _, a := range k.Accepted {
+		m.keys.WithLabelValues(Fingerprint(a), roleAccepted).Set(1)
+	}
 }
 
 // RegisterExampleMetrics registers on reg the collectors a List's Collector holds, so that
 // every metric can be listed with its type, labels and help (docs/metrics.md, the checks of
 // deploy/observability). Never serve reg.
 func RegisterExampleMetrics(reg prometheus.Registerer) error {
-	return reg.Register(newMetrics(func() float64 { return 1 }, func() float64 { return 0 }))
+	m := newMetrics(func() float64 { return 1 }, func() float64 { return 0 })
+	m.setKeys(Keys{Primary: make([]byte, 32)})
+	return reg.Register(m)
 }

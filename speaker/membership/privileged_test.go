@@ -59,7 +59,7 @@ func startList(t *testing.T, name, bind string, key []byte, meta Meta, label str
 	l, err := New(Config{
 		Name:     name,
 		Bind:     netip.MustParseAddrPort(bind),
-		Key:      key,
+		Keys:     Keys{Primary: key},
 		Label:    label,
 		Meta:     meta,
 		OnChange: func() { changes.Add(1) },
