@@ -158,3 +158,5 @@ require (
 )
 
 tool sigs.k8s.io/controller-tools/cmd/controller-gen
+
+replace github.com/osrg/gobgp/v3 => ./third_party/gobgp

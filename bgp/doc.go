@@ -31,8 +31,9 @@
 // the server listens, on the listener for that peer's address, so either side may open
 // the session; this needs plain TCP listeners (`godebug multipathtcp=0`, DESIGN.md).
 //
-// Reconnects back off exponentially: consecutive failed dials and sessions that die
-// young (under a minute) double GoBGP's ConnectRetry, from Peer.ConnectTime up to
+// Reconnects back off exponentially: consecutive failed dials, connections GoBGP closes
+// with a NOTIFICATION before they are established (a bad OPEN, a wrong AS) and sessions
+// that die young (under a minute) double GoBGP's ConnectRetry, from Peer.ConnectTime up to
 // MaxConnectRetry, and PeerStatus shows the interval in use. GoBGP reads ConnectRetry only
 // when its connect loop starts, so a longer interval for a peer that is not established
 // deletes and adds its neighbour again (at most once per current interval). Once the

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"k8s.io/klog/v2"
 )
 
@@ -30,13 +31,17 @@ type peerRecord struct {
 	// dialFailures counts failed dials since the session was last up; dialTimeouts the
 	// consecutive ones among them that got no answer at all.
 	dialFailures, dialTimeouts int
+	// openFailures counts connections since the session was last up that GoBGP closed
+	// with a NOTIFICATION before they were established (a bad OPEN, a wrong AS, no
+	// answer within the hold time).
+	openFailures int
 	// youngDrops counts consecutive sessions that died before stableAfter.
 	youngDrops int
 	lastError  string
 }
 
 // failures is the failure streak that drives the reconnect backoff.
-func (r peerRecord) failures() int { return r.dialFailures + r.youngDrops }
+func (r peerRecord) failures() int { return r.dialFailures + r.openFailures + r.youngDrops }
 
 // recorder keeps a peerRecord per address. GoBGP calls it from its own goroutines, so it
 // only records and kicks; it never calls back into GoBGP.
@@ -87,7 +92,7 @@ func (r *recorder) stateChange(a netip.Addr, state string, at time.Time) {
 	switch {
 	case state == StateEstablished:
 		p.upAt = at
-		p.dialFailures, p.dialTimeouts = 0, 0
+		p.dialFailures, p.dialTimeouts, p.openFailures = 0, 0, 0
 	case p.state == StateEstablished:
 		p.flaps++
 		if at.Sub(p.upAt) < stableAfter {
@@ -126,6 +131,18 @@ func (r *recorder) dialFailed(a netip.Addr, err error) {
 	r.kick()
 }
 
+// openFailed records a connection GoBGP closed with the NOTIFICATION e before it was
+// established. The TCP connection got through, so it was no TCP-MD5 mismatch.
+func (r *recorder) openFailed(a netip.Addr, e *bgp.MessageError) {
+	r.mu.Lock()
+	p := r.recordLocked(a)
+	p.openFailures++
+	p.dialTimeouts = 0
+	p.lastError = fmt.Sprintf("notification sent: %s: %s", bgp.NewNotificationErrorCode(e.TypeCode, e.SubTypeCode), e.Message)
+	r.mu.Unlock()
+	r.kick()
+}
+
 func (r *recorder) failed(a netip.Addr, what string) {
 	r.mu.Lock()
 	r.recordLocked(a).lastError = what
@@ -141,8 +158,10 @@ func errText(err error) string {
 }
 
 // fromLog picks what the recorder needs out of one GoBGP log message. GoBGP logs failed
-// dials ("failed to connect", debug level), session drops ("Peer Down" with a reason)
-// and failed TCP-MD5 or TTL setup, with the peer's address as "Key".
+// dials ("failed to connect", debug level), NOTIFICATIONs it sends, session drops ("Peer
+// Down" with a reason) and failed TCP-MD5 or TTL setup, with the peer's address as
+// "Key". Its API has no NOTIFICATION before a session is established, and no log for one
+// it receives then.
 func (r *recorder) fromLog(msg string, fields gobgplog.Fields) {
 	key, _ := fields["Key"].(string)
 	a, err := netip.ParseAddr(key)
@@ -154,6 +173,13 @@ func (r *recorder) fromLog(msg string, fields gobgplog.Fields) {
 	case "failed to connect":
 		e, _ := fields["Error"].(error)
 		r.dialFailed(a, e)
+	case "sent notification":
+		// Before the session is established GoBGP logs the error it answers with as
+		// Data; once established it logs code and subcode, and "Peer Down" follows
+		// with the same reason.
+		if e, ok := fields["Data"].(*bgp.MessageError); ok {
+			r.openFailed(a, e)
+		}
 	case "Peer Down":
 		if fields["Reason"] == "dying" {
 			return // berth deleted the neighbour itself; its successor must not inherit this

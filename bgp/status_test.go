@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/klog/v2"
 )
@@ -175,9 +176,21 @@ func TestRecorder(t *testing.T) {
 	if got := r.get(a); got.dialFailures != 3 || got.dialTimeouts != 0 || got.failures() != 3 {
 		t.Errorf("after a refusal: %+v", got)
 	}
+	// Refused at the OPEN: the connection got through, so no timeout streak.
+	badAS := bgp.NewMessageError(bgp.BGP_ERROR_OPEN_MESSAGE_ERROR, bgp.BGP_ERROR_SUB_BAD_PEER_AS, nil, "as number mismatch expected 64501, received 64502")
+	l.Warn("sent notification", gobgplog.Fields{"Topic": "Peer", "Key": a.String(), "Data": badAS})
+	if got := r.get(a); got.openFailures != 1 || got.dialTimeouts != 0 || got.failures() != 4 ||
+		got.lastError != "notification sent: code 2(open) subcode 2(bad peer as): as number mismatch expected 64501, received 64502" {
+		t.Errorf("after a refused OPEN: %+v", got)
+	}
 	r.stateChange(a, StateEstablished, t0)
 	if got := r.get(a); got.failures() != 0 || got.upAt != t0 {
 		t.Errorf("after establishing: %+v", got)
+	}
+	// Established: GoBGP logs code and subcode, and "Peer Down" tells the rest.
+	l.Warn("sent notification", gobgplog.Fields{"Topic": "Peer", "Key": a.String(), "Code": uint8(3), "Subcode": uint8(1)})
+	if got := r.get(a); got.failures() != 0 {
+		t.Errorf("after a NOTIFICATION on an established session: %+v", got)
 	}
 	r.stateChange(a, StateIdle, t0.Add(10*time.Second)) // died young
 	l.Info("Peer Down", gobgplog.Fields{"Key": a.String(), "State": "BGP_FSM_ESTABLISHED", "Reason": "hold-timer-expired"})
