@@ -55,7 +55,19 @@ type InstallOptions struct {
 type Installation struct {
 	Controller *Supervised
 	Speakers   map[string]*Supervised // by node name
+
+	site           *Site
+	bin            string
+	controllerSec  containerSecurity
+	controllerArgs []string
+
+	mu       sync.Mutex
+	replicas []*Supervised // StartController's
 }
+
+// ControllerIdentity is the first controller's --leader-elect-identity, the holder of
+// berth-controller's Lease while it leads.
+const ControllerIdentity = "lab"
 
 // InstallBerth installs berth on the site and starts its binaries; they run until Close.
 // The controller elects a leader on its Lease as in a cluster, but serves no health port
@@ -95,17 +107,9 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 		return nil, err
 	}
 
-	in := &Installation{Speakers: map[string]*Supervised{}}
-	c, err := supervise(ctx, s.life, "berth-controller", func(ctx context.Context) (*proc.Process, error) {
-		kubeconfig, err := s.tokenKubeconfig(ctx, ControllerAccount)
-		if err != nil {
-			return nil, err
-		}
-		argv := append([]string{"--kubeconfig", kubeconfig, "--health-bind-address=",
-			"--leader-elect-identity=lab"}, o.ControllerArgs...)
-		return s.network.runner.Start(ctx, proc.Spec{Name: "berth-controller", Path: o.Bin.Controller, Args: argv,
-			ReadOnlyRoot: controllerSec.ReadOnlyRoot})
-	})
+	in := &Installation{Speakers: map[string]*Supervised{}, site: s, bin: o.Bin.Controller,
+		controllerSec: controllerSec, controllerArgs: o.ControllerArgs}
+	c, err := in.superviseController(ctx, "berth-controller", ControllerIdentity)
 	if err != nil {
 		return nil, fmt.Errorf("install berth: %w", err)
 	}
@@ -152,11 +156,52 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 	return in, nil
 }
 
+// superviseController runs berth-controller as process name, electing a leader with
+// identity, under supervision.
+func (in *Installation) superviseController(ctx context.Context, name, identity string) (*Supervised, error) {
+	s := in.site
+	return supervise(ctx, s.life, name, func(ctx context.Context) (*proc.Process, error) {
+		kubeconfig, err := s.tokenKubeconfig(ctx, ControllerAccount)
+		if err != nil {
+			return nil, err
+		}
+		argv := append([]string{"--kubeconfig", kubeconfig, "--health-bind-address=",
+			"--leader-elect-identity=" + identity}, in.controllerArgs...)
+		return s.network.runner.Start(ctx, proc.Spec{Name: name, Path: in.bin, Args: argv,
+			ReadOnlyRoot: in.controllerSec.ReadOnlyRoot})
+	})
+}
+
+// StartController starts another replica of berth-controller, as a Deployment with two
+// replicas would run: with its own --leader-elect-identity (not ControllerIdentity), the
+// same ServiceAccount and arguments, supervised, as process berth-controller-<identity>.
+// It returns once the process runs; it leads only if it wins the Lease. Close the replica
+// when done (Installation.Close does too).
+func (in *Installation) StartController(ctx context.Context, identity string) (*Supervised, error) {
+	if identity == ControllerIdentity {
+		return nil, fmt.Errorf("start controller: identity %q is the first controller's", identity)
+	}
+	c, err := in.superviseController(ctx, "berth-controller-"+identity, identity)
+	if err != nil {
+		return nil, fmt.Errorf("start controller %s: %w", identity, err)
+	}
+	in.mu.Lock()
+	in.replicas = append(in.replicas, c)
+	in.mu.Unlock()
+	return c, nil
+}
+
 // Close stops berth's binaries and their supervision (the site's Close does it too).
 func (in *Installation) Close() error {
 	var errs []error
 	if in.Controller != nil {
 		errs = append(errs, in.Controller.Close())
+	}
+	in.mu.Lock()
+	replicas := in.replicas
+	in.mu.Unlock()
+	for _, c := range replicas {
+		errs = append(errs, c.Close())
 	}
 	for _, sp := range in.Speakers {
 		errs = append(errs, sp.Close())

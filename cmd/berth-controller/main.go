@@ -105,7 +105,8 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
-	cfg.UserAgent = "berth-controller/" + version.Version
+	// The identity tells replicas apart in the apiserver's audit log: who wrote what.
+	cfg.UserAgent = "berth-controller/" + version.Version + " (" + o.identity + ")"
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -184,7 +185,6 @@ func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderele
 	if err != nil {
 		return err
 	}
-	var leadErr error
 	lost := errors.New("lost the leader lease")
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -198,10 +198,10 @@ func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderele
 		WatchDog:        hz,
 		Name:            "berth-controller",
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				leadErr = lead(ctx)
-				cancel(leadErr)
-			},
+			// The first cause wins: a lost lease, an error of lead, or the end of the process.
+			// Run returns as soon as the lease is lost, without waiting for lead, so that a
+			// replica that lost it stops writing at once (the process exits).
+			OnStartedLeading: func(ctx context.Context) { cancel(lead(ctx)) },
 			OnStoppedLeading: func() { cancel(lost) },
 		},
 	})
@@ -209,8 +209,8 @@ func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderele
 		return err
 	}
 	le.Run(ctx)
-	if cause := context.Cause(ctx); errors.Is(cause, lost) || leadErr != nil {
-		return errors.Join(cause, leadErr)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -148,10 +149,22 @@ func ServiceAccountsIn(namespace string) func(string) bool {
 // Forbidden reads the audit log so far and returns the requests refused with 403, by
 // user, of the users keep accepts (nil: all). Later tests assert that berth's
 // ServiceAccounts have none.
+//
+// Requests the apiserver received while it was starting (Up, or Start after Stop) and not
+// yet ready are left out: it serves before its RBAC authorizer has synced, and refuses
+// everything meanwhile (clients retrying through a restart see a burst of 403s). In a
+// cluster a load balancer keeps clients away from an apiserver until /readyz passes; the
+// lab has none.
 func (c *Cluster) Forbidden(keep func(user string) bool) (map[string][]AuditEvent, error) {
 	events, err := ReadAuditFile(c.AuditLog)
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	warmups := slices.Clone(c.warmups)
+	c.mu.Unlock()
+	events = slices.DeleteFunc(events, func(e AuditEvent) bool {
+		return slices.ContainsFunc(warmups, func(w window) bool { return w.contains(e.RequestReceivedTimestamp) })
+	})
 	return Forbidden(events, keep), nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -39,6 +40,36 @@ func TestForbidden(t *testing.T) {
 	}
 	if f := Forbidden(events, nil); len(f["system:serviceaccount:default:probe"]) != 2 || len(f) != 1 {
 		t.Errorf("Forbidden(all) = %v, want the probe's two", f)
+	}
+}
+
+// TestForbiddenWarmup: Cluster.Forbidden leaves out what the apiserver refused while it
+// was starting (the probe's first 403 here), and keeps what it refused when ready.
+func TestForbiddenWarmup(t *testing.T) {
+	at := func(s string) time.Time {
+		t.Helper()
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	c := &Cluster{AuditLog: "testdata/audit.log",
+		warmups: []window{{from: at("2026-11-25T19:17:50Z"), to: at("2026-11-25T19:17:57Z")}}}
+	f, err := c.Forbidden(ServiceAccountsIn("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range f["system:serviceaccount:default:probe"] {
+		got = append(got, e.String())
+	}
+	if d := cmp.Diff([]string{"system:serviceaccount:default:probe list pods default/ (403)"}, got); d != "" {
+		t.Errorf("Forbidden() after a warm-up (-want +got):\n%s", d)
+	}
+	c.warmups = append(c.warmups, window{from: at("2026-11-25T19:17:57Z")}) // starting still
+	if f, err := c.Forbidden(nil); err != nil || len(f) != 0 {
+		t.Errorf("Forbidden() during a warm-up = %v, %v; want none", f, err)
 	}
 }
 

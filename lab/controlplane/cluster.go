@@ -93,7 +93,36 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs []*proc.Process
-	down  bool
+	specs map[string]component // by name: how Start runs a stopped component again
+	// warmups are the times the apiserver was starting: serving, but not yet ready.
+	warmups []window
+	down    bool
+}
+
+// window is a span of time; a zero end means it has not ended.
+type window struct{ from, to time.Time }
+
+func (w window) contains(t time.Time) bool {
+	return !t.Before(w.from) && (w.to.IsZero() || !t.After(w.to))
+}
+
+// apiserverStarting records that the apiserver starts now; ready marks it ready.
+func (c *Cluster) apiserverStarting() (ready func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := len(c.warmups)
+	c.warmups = append(c.warmups, window{from: time.Now()})
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.warmups[i].to = time.Now()
+	}
+}
+
+// component is how one component runs and when it counts as healthy.
+type component struct {
+	spec    proc.Spec
+	healthy func(context.Context) error
 }
 
 // Up starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler with a fresh
@@ -219,6 +248,8 @@ func (c *Cluster) up(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	c.healthCheck(Etcd, func(ctx context.Context) error { return httpOK(ctx, etcdURL+"/health") })
+	apiReady := c.apiserverStarting()
 	api, err := c.start(ctx, APIServer, v,
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(p.api),
@@ -240,10 +271,7 @@ func (c *Cluster) up(ctx context.Context, opts Options) error {
 		return err
 	}
 	var lastChecks string
-	if err := waitFor(ctx, "ready", api, func(ctx context.Context) error {
-		if etcd.Exited() {
-			return fmt.Errorf("etcd exited: %v\n%s", etcd.State(), tail(etcd.Log()))
-		}
+	apiHealthy := func(ctx context.Context) error {
 		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Param("verbose", "1").DoRaw(ctx)
 		if err != nil {
 			if checks := failedChecks(body); checks != lastChecks {
@@ -253,9 +281,17 @@ func (c *Cluster) up(ctx context.Context, opts Options) error {
 			return fmt.Errorf("%w: %s", err, failedChecks(body))
 		}
 		return nil
+	}
+	c.healthCheck(APIServer, apiHealthy)
+	if err := waitFor(ctx, "ready", api, func(ctx context.Context) error {
+		if etcd.Exited() {
+			return fmt.Errorf("etcd exited: %v\n%s", etcd.State(), tail(etcd.Log()))
+		}
+		return apiHealthy(ctx)
 	}); err != nil {
 		return err
 	}
+	apiReady()
 	logger.V(2).Info("Component ready", "component", APIServer, "after", time.Since(start))
 
 	kcm, err := c.start(ctx, ControllerManager, v,
@@ -283,7 +319,9 @@ func (c *Cluster) up(ctx context.Context, opts Options) error {
 		port int
 	}{{kcm, p.kcm}, {sched, p.scheduler}} {
 		url := fmt.Sprintf("https://127.0.0.1:%d/healthz", w.port)
-		if err := waitFor(ctx, "healthy", w.p, func(ctx context.Context) error { return httpOK(ctx, url) }); err != nil {
+		healthy := func(ctx context.Context) error { return httpOK(ctx, url) }
+		c.healthCheck(w.p.Name(), healthy)
+		if err := waitFor(ctx, "healthy", w.p, healthy); err != nil {
 			return err
 		}
 		logger.V(2).Info("Component ready", "component", w.p.Name(), "after", time.Since(start))
@@ -313,16 +351,101 @@ func (c *Cluster) servingIPs() []netip.Addr {
 	return ips
 }
 
-// start starts one component from BinDir and records it for Down.
+// start starts one component from BinDir and records it for Down, and its command line
+// for Start.
 func (c *Cluster) start(ctx context.Context, name string, args ...string) (*proc.Process, error) {
-	p, err := c.runner.Start(ctx, proc.Spec{Name: name, Path: filepath.Join(c.BinDir, name), Args: args})
+	spec := proc.Spec{Name: name, Path: filepath.Join(c.BinDir, name), Args: args}
+	p, err := c.runner.Start(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	if c.specs == nil {
+		c.specs = map[string]component{}
+	}
+	c.specs[name] = component{spec: spec}
 	c.mu.Unlock()
 	return p, nil
+}
+
+// healthCheck records how Start knows component name is healthy again.
+func (c *Cluster) healthCheck(name string, healthy func(context.Context) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	comp := c.specs[name]
+	comp.healthy = healthy
+	c.specs[name] = comp
+}
+
+// faultGrace bounds the graceful stop of a component that Stop takes down, as a kubelet's
+// grace period would. The apiserver stops listening at once but then may not exit (v1.37
+// hung past 20 s after "Stopped listening" here; etcd took 7 s); the apiserver writes each
+// audit event in one write, so the kill that ends it leaves no line half-written.
+const faultGrace = 5 * time.Second
+
+// Stop stops component name (Etcd, APIServer, ControllerManager, Scheduler) as an outage
+// would, for fault tests: SIGTERM, then SIGKILL after a grace, and returns once it has
+// exited. Start runs it again as Up did. Clients keep their configuration: the address,
+// port and certificates stay the same.
+func (c *Cluster) Stop(ctx context.Context, name string) error {
+	c.mu.Lock()
+	_, known := c.specs[name]
+	c.mu.Unlock()
+	if !known {
+		return fmt.Errorf("stop %s: not a component of this control plane", name)
+	}
+	p := c.Process(name)
+	if p == nil {
+		return fmt.Errorf("stop %s: %w", name, proc.ErrExited)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop(faultGrace) }()
+	select {
+	case err := <-stopped:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s (pid %d): %w", name, p.PID(), ctx.Err())
+	}
+}
+
+// Start runs a component that Stop stopped (or that exited) again with the arguments Up
+// gave it — the same ports, certificates and data directory — and returns once it is
+// healthy: etcd answers /health, the apiserver /readyz (which needs etcd), the others
+// /healthz. It fails if the component runs, or after Down.
+func (c *Cluster) Start(ctx context.Context, name string) error {
+	c.mu.Lock()
+	comp, known := c.specs[name]
+	down := c.down
+	c.mu.Unlock()
+	switch {
+	case !known:
+		return fmt.Errorf("start %s: not a component of this control plane", name)
+	case down:
+		return fmt.Errorf("start %s: the control plane is down", name)
+	case c.Process(name) != nil:
+		return fmt.Errorf("start %s: already running", name)
+	}
+	ready := func() {}
+	if name == APIServer {
+		ready = c.apiserverStarting()
+	}
+	p, err := c.runner.Start(ctx, comp.spec)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.down { // Down began meanwhile and would miss it
+		c.mu.Unlock()
+		return errors.Join(fmt.Errorf("start %s: the control plane is down", name), p.Stop(stopGrace))
+	}
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	if err := waitFor(ctx, "healthy", p, comp.healthy); err != nil {
+		return err
+	}
+	ready()
+	return nil
 }
 
 // Process returns the running component named name (Etcd, APIServer, …), for fault

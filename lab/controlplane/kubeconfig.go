@@ -110,7 +110,20 @@ func (c *Cluster) writeKubeconfig(path, user string, auth *clientcmdapi.AuthInfo
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+	// Written aside and renamed into place: supervised binaries restarting at once (two
+	// controller replicas, the speakers) rewrite one ServiceAccount's file while another
+	// process may be reading it, and must never see it half-written.
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	tmp.Close()
+	if err := clientcmd.WriteToFile(*cfg, tmp.Name()); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
 		return fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	return nil
