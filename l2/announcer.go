@@ -52,6 +52,12 @@ type Config struct {
 	// announcer's socket readers (possibly concurrently) and must not block. The
 	// Announcer goes on answering: deciding who owns the IP is the caller's job.
 	OnConflict func(Conflict)
+	// Withheld reports whether this node must stay silent right now: no answer and no
+	// announcement, whatever it owns (it just woke from a freeze, and the others may hold
+	// its IPs). nil: never. It is called for every packet the node would answer, from the
+	// socket readers, so it must be fast and safe for concurrent use; it must also see a
+	// freeze by itself, before any other goroutine of the process has run since waking.
+	Withheld func() bool
 	// Burst is how many gratuitous announcements follow the first one, BurstInterval
 	// apart, after this node takes an IP on an interface (see DefaultBurst for why).
 	// 0 means DefaultBurst; negative means none.
@@ -120,6 +126,7 @@ func New(cfg Config) (*Announcer, error) {
 		metrics:    m,
 		berthMAC:   cfg.BerthMAC,
 		onConflict: cfg.OnConflict,
+		withheld:   cfg.Withheld,
 		limiter:    newConflictLimiter(cfg.ConflictInterval),
 		now:        time.Now,
 		retry:      func() { time.AfterFunc(retryDelay, a.kickNow) },

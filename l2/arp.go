@@ -64,6 +64,10 @@ func (c *arpConn) read(h *handler) {
 		}
 		switch v := decideARP(p, c.l.owned(), c.l.mac, h.friendly); v {
 		case answer:
+			if h.silent() {
+				h.log.V(4).Info("Withheld an ARP answer after a freeze", "interface", c.l.name, "ip", p.TargetIP)
+				continue
+			}
 			if err := c.reply(p); err != nil {
 				h.log.V(4).Info("Cannot send ARP reply", "interface", c.l.name, "ip", p.TargetIP, "err", err)
 				continue

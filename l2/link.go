@@ -66,6 +66,7 @@ type handler struct {
 	metrics    *metrics
 	berthMAC   func(net.HardwareAddr) bool
 	onConflict func(Conflict)
+	withheld   func() bool
 	limiter    *conflictLimiter
 	now        func() time.Time
 	// retry asks the loop to reconcile again soon, after a socket broke.
@@ -108,6 +109,9 @@ func (h *handler) conflict(ip netip.Addr, ifname string, mac net.HardwareAddr) {
 		h.onConflict(Conflict{IP: ip, Interface: ifname, MAC: slices.Clone(mac), Seen: now})
 	}
 }
+
+// silent reports whether the node must not answer or announce now (Config.Withheld).
+func (h *handler) silent() bool { return h.withheld != nil && h.withheld() }
 
 // broken marks the link for reopening.
 func (h *handler) broken(l *link, err error) {

@@ -159,6 +159,9 @@ func (st *loop) answer(l *link, ips ipSet) {
 
 // announce sends one gratuitous ARP (both forms) or unsolicited NA for ip on l.
 func (st *loop) announce(l *link, ip netip.Addr) {
+	if st.a.h.silent() {
+		return
+	}
 	var err error
 	switch {
 	case ip.Is4() && l.arp != nil:

@@ -117,6 +117,10 @@ func (c *ndpConn) read(h *handler) {
 			if v != answer {
 				continue
 			}
+			if h.silent() {
+				h.log.V(4).Info("Withheld a neighbour advertisement after a freeze", "interface", c.l.name, "ip", m.TargetAddress)
+				continue
+			}
 			if err := c.advertise(m.TargetAddress, dst, solicited); err != nil {
 				h.log.V(4).Info("Cannot send neighbour advertisement", "interface", c.l.name, "ip", m.TargetAddress, "err", err)
 				continue

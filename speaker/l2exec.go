@@ -72,36 +72,32 @@ func (s *Speaker) followL2(ctx context.Context) {
 	}
 }
 
-func (s *Speaker) heldUntil() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.holdUntil
-}
+func (s *Speaker) heldUntil() time.Time { return s.freeze.heldUntil() }
 
 // watchFreeze notices that the process did not run for FreezeThreshold or more (SIGSTOP, a
 // paused VM, a stalled host) and holds L2 announcements for FreezeHold from waking.
 func (s *Speaker) watchFreeze(ctx context.Context) {
 	logger := klog.FromContext(ctx)
-	const tick = 100 * time.Millisecond
-	t := time.NewTicker(tick)
+	t := time.NewTicker(s.opts.FreezeThreshold / 4)
 	defer t.Stop()
-	last := time.Now()
+	s.freeze.tick(time.Now())
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			if gap := now.Sub(last); gap >= s.opts.FreezeThreshold {
+		case <-t.C:
+			if gap, froze := s.freeze.tick(time.Now()); froze {
 				logger.Info("Woke from a freeze; L2 announcements held until membership settles", "frozen", gap.Round(time.Millisecond), "hold", s.opts.FreezeHold)
-				s.mu.Lock()
-				s.holdUntil = time.Now().Add(s.opts.FreezeHold)
-				s.mu.Unlock()
 				wake(s.frozen)
 			}
-			last = now
 		}
 	}
 }
+
+// L2Withheld reports whether L2 must stay silent now, after a freeze: l2.Config.Withheld.
+// The socket readers call it for every packet they would answer, so a request that waited
+// in a socket during the freeze is not answered before the hold starts.
+func (s *Speaker) L2Withheld() bool { return s.freeze.silent(time.Now()) }
 
 // BerthMAC reports whether mac is an L2 interface of another berth node, live or gone
 // within formerMemberMemory: a node that just left keeps answering while the new owner

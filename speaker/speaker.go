@@ -57,7 +57,9 @@ type Options struct {
 	Metrics      *Metrics
 	// L2 answers ARP/NDP for the IPs this node owns; nil: decide only.
 	L2 L2Executor
-	// FreezeThreshold is the stall after which L2 is held for FreezeHold; 1 s and 2 s when zero.
+	// FreezeThreshold is the stall after which L2 is held for FreezeHold; 400 ms and 2 s
+	// when zero. The threshold stays below memberlist's fastest detection (~450 ms), so
+	// that no stall long enough for the others to take this node's IPs goes unnoticed.
 	FreezeThreshold, FreezeHold time.Duration
 	// Recorder receives the speaker's Events; nil: none.
 	Recorder record.EventRecorder
@@ -84,6 +86,7 @@ type Speaker struct {
 	synced  atomic.Bool
 
 	frozen  chan struct{} // woke from a freeze, for followL2
+	freeze  *freezeGuard
 	bgpKick chan struct{} // config, this Node or a Secret changed, for followBGP
 	// doorTried closes after the first attempt to apply the front door: BGP waits for it,
 	// so that no router sends traffic to a node whose door is not shut yet.
@@ -106,7 +109,6 @@ type Speaker struct {
 	mu        sync.Mutex
 	patterns  []string // L2 interface patterns of the current config
 	subs      []chan struct{}
-	holdUntil time.Time // L2 is held until then after a freeze
 	conflicts map[netip.Addr]seenConflict
 }
 
@@ -125,13 +127,13 @@ func New(opts Options) *Speaker {
 		opts.Metrics = NewMetrics()
 	}
 	if opts.FreezeThreshold <= 0 {
-		opts.FreezeThreshold = time.Second
+		opts.FreezeThreshold = 400 * time.Millisecond
 	}
 	if opts.FreezeHold <= 0 {
 		opts.FreezeHold = 2 * time.Second
 	}
 	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}), doorKick: make(chan struct{}, 1),
-		conflicts: map[netip.Addr]seenConflict{}}
+		conflicts: map[netip.Addr]seenConflict{}, freeze: newFreezeGuard(time.Now(), opts.FreezeThreshold, opts.FreezeHold)}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
 		informers.WithTransform(stripObject(opts.Node)))
 	svcInf := s.factory.Core().V1().Services().Informer()

@@ -187,6 +187,7 @@ func run(ctx context.Context, o options) error {
 		Logger: logger.WithName("l2"), Registerer: reg,
 		BerthMAC:   func(mac net.HardwareAddr) bool { return sp.BerthMAC(mac) },
 		OnConflict: func(c l2.Conflict) { sp.L2Conflict(c) },
+		Withheld:   func() bool { return sp.L2Withheld() },
 	})
 	if err != nil {
 		return fmt.Errorf("l2: %w", err)
