@@ -33,6 +33,10 @@ type Node struct {
 	// Excluded is true when the node carries node.kubernetes.io/exclude-from-external-load-balancers
 	// or its NetworkUnavailable condition is true.
 	Excluded bool
+	// NotReady is true when the node's Ready condition is False or Unknown: its kubelet
+	// stopped reporting, so the node is most likely down. It still may announce; it only
+	// stops counting in the minority rule (inMinority).
+	NotReady bool
 	// Addrs are the node's InternalIPs; decisions ignore them, Proxy mode forwards to them.
 	Addrs []netip.Addr
 }
@@ -106,6 +110,9 @@ type Input struct {
 	Nodes []Node
 	// Members are memberlist's live members, unique names, any order.
 	Members []Member
+	// Departed are the nodes whose members left memberlist recently (dead or gone) and did
+	// not come back: with the live members they are the voters of the minority rule.
+	Departed []string
 	// Self is this node's name.
 	Self string
 }
@@ -185,6 +192,7 @@ type Cluster struct {
 	index   map[string]int
 	self    int    // index into nodes, -1 when absent
 	selfWhy Reason // why this node can announce nothing, "" when it may
+	l2Why   Reason // why this node can answer for no L2 IP, "" when it may
 	pools   map[string]poolAds
 	ranges  []poolRange // sorted by First, for finding the pool of an IP
 	l2      []l2Ad
@@ -244,6 +252,9 @@ func NewCluster(in Input) *Cluster {
 			c.selfWhy = ""
 		}
 	}
+	if inMinority(in.Nodes, in.Members, in.Departed) {
+		c.l2Why = Minority
+	}
 
 	snap := in.Config
 	if snap == nil {
@@ -270,6 +281,35 @@ func NewCluster(in Input) *Cluster {
 		c.cover(a.Pools, func(p *poolAds) { p.bgp = append(p.bgp, i) })
 	}
 	return c
+}
+
+// inMinority reports whether this node, seeing members live, is on the smaller side of a
+// partition: of the voters (nodes not excluded and Ready that are live members or departed
+// recently), at least three, it sees fewer than half live, or exactly half without the
+// voter of the lowest name (so that of two halves one goes on). Then it may be the node
+// cut off from the others, which take its L2 IPs; if it went on answering while its L2
+// segment still reaches clients, two nodes would answer for one IP. With fewer than three
+// voters no side can tell, and each answers (split brain, as before this rule).
+func inMinority(nodes []Node, members []Member, departed []string) bool {
+	voters, live := 0, 0
+	lowest, lowestLive := "", false
+	for _, n := range nodes {
+		if n.Excluded || n.NotReady {
+			continue
+		}
+		isLive := slices.ContainsFunc(members, func(m Member) bool { return m.Name == n.Name })
+		if !isLive && !slices.Contains(departed, n.Name) {
+			continue
+		}
+		voters++
+		if isLive {
+			live++
+		}
+		if lowest == "" || n.Name < lowest {
+			lowest, lowestLive = n.Name, isLive
+		}
+	}
+	return voters >= 3 && (2*live < voters || 2*live == voters && !lowestLive)
 }
 
 // cover records an advertisement against each accepted pool it names.

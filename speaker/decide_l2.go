@@ -141,6 +141,8 @@ func (c *Cluster) decideL2(svc *Service, ip netip.Addr, adIdx []int, eps service
 	switch {
 	case c.selfWhy != "":
 		d.Reason = c.selfWhy
+	case c.l2Why != "":
+		d.Reason = c.l2Why
 	case !selfSelected:
 		d.Reason = NodeNotSelected
 	case first < 0:

@@ -59,6 +59,48 @@ const (
 	l2IP6   = "2001:db8:18:2::1:1"
 )
 
+func TestInMinority(t *testing.T) {
+	nodes := func(names ...string) []Node {
+		var out []Node
+		for _, n := range names {
+			out = append(out, Node{Name: n})
+		}
+		return out
+	}
+	members := func(names ...string) []Member {
+		var out []Member
+		for _, n := range names {
+			out = append(out, Member{Name: n})
+		}
+		return out
+	}
+	five := nodes("a", "b", "c", "d", "e")
+	tests := []struct {
+		name     string
+		nodes    []Node
+		members  []Member
+		departed []string
+		want     bool
+	}{
+		{"all live", five, members("a", "b", "c", "d", "e"), nil, false},
+		{"3 of 5 live", five, members("a", "b", "c"), []string{"d", "e"}, false},
+		{"2 of 5 live", five, members("a", "b"), []string{"c", "d", "e"}, true},
+		{"2 of 4 live, with the lowest name: this half goes on", five[:4], members("a", "b"), []string{"c", "d"}, false},
+		{"2 of 4 live, without the lowest name: this half stops", five[:4], members("c", "d"), []string{"a", "b"}, true},
+		{"1 of 3", five[:3], members("a"), []string{"b", "c"}, true},
+		{"1 of 2: too few voters to tell", five[:2], members("a"), []string{"b"}, false},
+		{"forgotten departures do not vote", five, members("a"), nil, false},
+		{"departed nodes no longer known do not vote", five[:1], members("a"), []string{"b", "c"}, false},
+		{"excluded and NotReady nodes do not vote", []Node{{Name: "a"}, {Name: "b"}, {Name: "c", Excluded: true}, {Name: "d", NotReady: true}, {Name: "e"}},
+			members("a", "b"), []string{"c", "d", "e"}, false},
+	}
+	for _, tc := range tests {
+		if got := inMinority(tc.nodes, tc.members, tc.departed); got != tc.want {
+			t.Errorf("%s: inMinority = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 // The owners rows name for l2IP and l2IP6 are pinned by version 1 of the hash.
 func TestDecide(t *testing.T) {
 	all := []string{"all:tor-a"}
@@ -238,6 +280,25 @@ func TestDecide(t *testing.T) {
 				{IP: bgpIP, Pool: "bgp", BGP: NoAdvertisement, L2: NoAdvertisement},
 				{IP: l2IP, Pool: "l2", BGP: NoAdvertisement, L2: NoAdvertisement},
 			}},
+		{name: "cut off from the others: a minority answers for nothing",
+			edit: func(in *Input) {
+				in.Self, in.Members, in.Departed = "n3", in.Members[2:], []string{"n1", "n2"}
+			},
+			svcs: []Service{svc("web", cluster, ingress(l2IP), ep("n1"))},
+			want: []summary{{IP: l2IP, Pool: "l2", BGP: NoAdvertisement, L2: Minority, Owner: "n3"}}},
+		{name: "the majority takes the cut-off node's IP",
+			edit: func(in *Input) {
+				in.Members, in.Departed = in.Members[:2], []string{"n3"}
+			},
+			svcs: []Service{svc("web", cluster, ingress(l2IP), ep("n1"))},
+			want: []summary{{IP: l2IP, Pool: "l2", BGP: NoAdvertisement, L2: NotElected, Owner: "n2", Next: "n1"}}},
+		{name: "a NotReady node does not vote: two voters cannot tell, and answer",
+			edit: func(in *Input) {
+				in.Nodes[1].NotReady = true
+				in.Self, in.Members, in.Departed = "n3", in.Members[2:], []string{"n1", "n2"}
+			},
+			svcs: []Service{svc("web", cluster, ingress(l2IP), ep("n1"))},
+			want: []summary{{IP: l2IP, Pool: "l2", BGP: NoAdvertisement, L2: Elected, Owner: "n3", Interface: []string{"eth1"}}}},
 		{name: "both protocols on one pool",
 			edit: func(in *Input) {
 				in.Config.L2Advertisements = append(in.Config.L2Advertisements, &config.L2Advertisement{

@@ -43,6 +43,11 @@ func NodeFrom(n *corev1.Node) Node {
 		}
 	}
 	out := Node{Name: n.Name, Labels: labels.Set(n.Labels), Excluded: excluded}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+			out.NotReady = true
+		}
+	}
 	for _, a := range n.Status.Addresses {
 		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP {
 			out.Addrs = append(out.Addrs, ip.Unmap())
@@ -54,7 +59,7 @@ func NodeFrom(n *corev1.Node) Node {
 // SameNode reports whether two Nodes decide and forward alike, so that heartbeats, which rewrite a
 // Node every few seconds, re-decide nothing.
 func SameNode(a, b Node) bool {
-	return a.Name == b.Name && a.Excluded == b.Excluded && labels.Equals(a.Labels, b.Labels) && slices.Equal(a.Addrs, b.Addrs)
+	return a.Name == b.Name && a.Excluded == b.Excluded && a.NotReady == b.NotReady && labels.Equals(a.Labels, b.Labels) && slices.Equal(a.Addrs, b.Addrs)
 }
 
 // ServiceFrom builds the decision's view of svc from the Service and its EndpointSlices,

@@ -22,6 +22,10 @@ const (
 	NodeExcluded Reason = "NodeExcluded"
 	// NotLive: this node is not a live memberlist member.
 	NotLive Reason = "NotLive"
+	// Minority (L2): this node sees fewer than half of the speakers it knew (live and
+	// recently departed, on Ready nodes; at least three), or half without the lowest-named:
+	// it may be the one cut off, so it leaves L2 to the others until it sees more.
+	Minority Reason = "Minority"
 	// NodeNotSelected: no applicable advertisement selects this node.
 	NodeNotSelected Reason = "NodeNotSelected"
 	// InterfaceDown (L2): no interface the advertisements allow is up on this node.
@@ -42,7 +46,7 @@ const (
 func Reasons() []Reason {
 	return []Reason{
 		NoPool, NoAdvertisement, ServiceNotSelected, NoEndpoints, NodeUnknown, NodeExcluded,
-		NotLive, NodeNotSelected, InterfaceDown, NoPeers, NoLocalEndpoints, NotElected, Elected,
+		NotLive, Minority, NodeNotSelected, InterfaceDown, NoPeers, NoLocalEndpoints, NotElected, Elected,
 		Announced,
 	}
 }

@@ -3,6 +3,7 @@ package speaker
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -48,10 +49,16 @@ type State struct {
 	counts   map[countKey]int
 	failover map[string]struct{}  // members lost since the last full pass
 	former   map[string]time.Time // MACs of departed members, when they left
+	departed map[string]time.Time // departed members, when they left, for the minority rule
 }
 
 // formerMemberMemory is how long the MACs of a departed member still count as berth's.
 const formerMemberMemory = time.Minute
+
+// departedMemory is how long a departed member counts as a voter of the minority rule (a
+// Node that goes NotReady or is deleted stops counting sooner). A partition that lasts
+// longer lets the smaller side answer again, beside the others.
+const departedMemory = 5 * time.Minute
 
 // countKey is a label set of berth_speaker_announced_ips.
 type countKey struct{ pool, protocol string }
@@ -75,7 +82,7 @@ func NewState(self string, source ServiceSource, opts StateOptions) *State {
 		wake:  make(chan struct{}, 1),
 		nodes: map[string]Node{}, dirty: map[types.NamespacedName]struct{}{},
 		decided: map[types.NamespacedName]ServiceDecision{}, counts: map[countKey]int{},
-		failover: map[string]struct{}{}, former: map[string]time.Time{},
+		failover: map[string]struct{}{}, former: map[string]time.Time{}, departed: map[string]time.Time{},
 	}
 	if s.onNodes == nil {
 		s.onNodes = func() {}
@@ -164,8 +171,24 @@ func (s *State) SetMembers(members []Member) {
 		return
 	}
 	gone := departed(s.members, members)
-	s.rememberMACs(gone, time.Now())
+	now := time.Now()
+	s.rememberMACs(gone, now)
 	s.members, s.clusterDirty = members, true
+	for _, m := range members {
+		delete(s.departed, m.Name)
+	}
+	for _, name := range gone {
+		s.departed[name] = now
+	}
+	if len(gone) > 0 {
+		// Decide again once they stop counting, even if nothing else happens by then.
+		time.AfterFunc(departedMemory+time.Second, func() {
+			s.mu.Lock()
+			s.clusterDirty = true
+			s.mu.Unlock()
+			s.poke()
+		})
+	}
 	changed := false
 	if len(gone) > 0 {
 		for _, name := range gone {
@@ -196,10 +219,30 @@ func departed(old, cur []Member) []string {
 	return out
 }
 
+// departedLocked returns the members departed within departedMemory, and forgets the others.
+func (s *State) departedLocked(now time.Time) []string {
+	var out []string
+	for name, at := range s.departed {
+		if now.Sub(at) > departedMemory {
+			delete(s.departed, name)
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
 // promoteLocked hands each L2 IP owned by a departed member to its runner-up, and reports
 // whether this node's decisions changed. The next full pass confirms or corrects it.
 func (s *State) promoteLocked() bool {
 	changed := false
+	// A node that just lost most of the others may be the one cut off: it takes nothing
+	// over, and the full pass says Minority.
+	nodes := make([]Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	minority := inMinority(nodes, s.members, slices.Collect(maps.Keys(s.departed)))
 	for key, sd := range s.decided {
 		var ips []IPDecision
 		for i, d := range sd.IPs {
@@ -214,7 +257,7 @@ func (s *State) promoteLocked() bool {
 			if _, lostToo := s.failover[nd.L2.Owner]; lostToo {
 				nd.L2.Owner = ""
 			}
-			if nd.L2.Owner == s.self && d.L2.Reason == NotElected {
+			if nd.L2.Owner == s.self && d.L2.Reason == NotElected && !minority {
 				nd.L2.Announce, nd.L2.Reason = true, Elected
 				// The interfaces come with the full pass; until then announce on those the
 				// cluster allows this node for any advertisement of the pool.
@@ -263,7 +306,7 @@ func (s *State) pass() {
 	s.clusterDirty = false
 	var in Input
 	if full {
-		in = Input{Config: s.snap, Members: s.members, Self: s.self, Nodes: make([]Node, 0, len(s.nodes))}
+		in = Input{Config: s.snap, Members: s.members, Self: s.self, Nodes: make([]Node, 0, len(s.nodes)), Departed: s.departedLocked(start)}
 		for _, n := range s.nodes {
 			in.Nodes = append(in.Nodes, n)
 		}
