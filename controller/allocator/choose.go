@@ -48,6 +48,10 @@ func (a *Allocator) choose(req *Request, w *wanted, held *service) (plan, error)
 	if p == nil {
 		return a.automatic(req, w, held)
 	}
+	if p.cfg.Deleting && (held == nil || held.pool == nil || held.pool.cfg.Name != p.cfg.Name) {
+		return plan{}, fail(PoolNotFound, p.cfg.Name, netip.Addr{},
+			"pool %q is being deleted: it keeps the addresses in use and hands out no new ones", p.cfg.Name)
+	}
 	if !p.admits(req.ServiceLabels, req.NamespaceLabels) {
 		return plan{}, fail(PoolNotAllowed, p.cfg.Name, netip.Addr{},
 			"pool %q does not select this Service (serviceSelector %q, namespaceSelector %q)",

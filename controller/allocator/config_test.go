@@ -1,10 +1,15 @@
 package allocator
 
 import (
+	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthlb/berth/config/v1alpha1"
@@ -363,5 +368,32 @@ func TestUsage(t *testing.T) {
 	}
 	if _, ok := a.Usage("nope"); ok {
 		t.Errorf("Usage of an unknown pool: ok")
+	}
+}
+
+// A pool being deleted keeps what its Services hold and hands out nothing new, also to a
+// Service that names it or requests one of its addresses.
+func TestDeletingPool(t *testing.T) {
+	p := ipPool("p", "198.51.100.0/24")
+	a := newChecked(t, p)
+	held, err := a.Allocate(svc("held", inPool("p")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleting := with(p)
+	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	a.SetConfig(snapshot(t, deleting))
+	if again, err := a.Allocate(svc("held", inPool("p"))); err != nil || !slices.Equal(again.IPs, held.IPs) {
+		t.Errorf("the holder again: %v, %v; want %v kept", again.IPs, err, held.IPs)
+	}
+	for _, req := range []Request{svc("named", inPool("p")), svc("asks", requesting("198.51.100.9"))} {
+		got, err := a.Allocate(req)
+		var e *Error
+		if !errors.As(err, &e) || e.Reason != PoolNotFound || !strings.Contains(err.Error(), "being deleted") {
+			t.Errorf("%s: %v, %v; want PoolNotFound saying the pool is being deleted", req.Key.Name, got.IPs, err)
+		}
+	}
+	if got, err := a.Allocate(svc("auto")); err == nil {
+		t.Errorf("a Service without a pool got %v from a pool being deleted", got.IPs)
 	}
 }
