@@ -113,6 +113,9 @@ type Input struct {
 	// Departed are the nodes whose members left memberlist recently (dead or gone) and did
 	// not come back: with the live members they are the voters of the minority rule.
 	Departed []string
+	// Suspects are live members memberlist suspects of having failed: voters, but not
+	// counted live by the minority rule.
+	Suspects []string
 	// Self is this node's name.
 	Self string
 }
@@ -252,7 +255,7 @@ func NewCluster(in Input) *Cluster {
 			c.selfWhy = ""
 		}
 	}
-	if inMinority(in.Nodes, in.Members, in.Departed) {
+	if inMinority(in.Nodes, in.Members, in.Departed, in.Suspects) {
 		c.l2Why = Minority
 	}
 
@@ -285,22 +288,23 @@ func NewCluster(in Input) *Cluster {
 
 // inMinority reports whether this node, seeing members live, is on the smaller side of a
 // partition: of the voters (nodes not excluded and Ready that are live members or departed
-// recently), at least three, it sees fewer than half live, or exactly half without the
+// recently), at least three, it sees fewer than half live (not suspected), or exactly half without the
 // voter of the lowest name (so that of two halves one goes on). Then it may be the node
 // cut off from the others, which take its L2 IPs; if it went on answering while its L2
 // segment still reaches clients, two nodes would answer for one IP. With fewer than three
 // voters no side can tell, and each answers (split brain, as before this rule).
-func inMinority(nodes []Node, members []Member, departed []string) bool {
+func inMinority(nodes []Node, members []Member, departed, suspects []string) bool {
 	voters, live := 0, 0
 	lowest, lowestLive := "", false
 	for _, n := range nodes {
 		if n.Excluded || n.NotReady {
 			continue
 		}
-		isLive := slices.ContainsFunc(members, func(m Member) bool { return m.Name == n.Name })
-		if !isLive && !slices.Contains(departed, n.Name) {
+		member := slices.ContainsFunc(members, func(m Member) bool { return m.Name == n.Name })
+		if !member && !slices.Contains(departed, n.Name) {
 			continue
 		}
+		isLive := member && !slices.Contains(suspects, n.Name)
 		voters++
 		if isLive {
 			live++

@@ -80,22 +80,25 @@ func TestInMinority(t *testing.T) {
 		nodes    []Node
 		members  []Member
 		departed []string
+		suspects []string
 		want     bool
 	}{
-		{"all live", five, members("a", "b", "c", "d", "e"), nil, false},
-		{"3 of 5 live", five, members("a", "b", "c"), []string{"d", "e"}, false},
-		{"2 of 5 live", five, members("a", "b"), []string{"c", "d", "e"}, true},
-		{"2 of 4 live, with the lowest name: this half goes on", five[:4], members("a", "b"), []string{"c", "d"}, false},
-		{"2 of 4 live, without the lowest name: this half stops", five[:4], members("c", "d"), []string{"a", "b"}, true},
-		{"1 of 3", five[:3], members("a"), []string{"b", "c"}, true},
-		{"1 of 2: too few voters to tell", five[:2], members("a"), []string{"b"}, false},
-		{"forgotten departures do not vote", five, members("a"), nil, false},
-		{"departed nodes no longer known do not vote", five[:1], members("a"), []string{"b", "c"}, false},
+		{"all live", five, members("a", "b", "c", "d", "e"), nil, nil, false},
+		{"3 of 5 live", five, members("a", "b", "c"), []string{"d", "e"}, nil, false},
+		{"2 of 5 live", five, members("a", "b"), []string{"c", "d", "e"}, nil, true},
+		{"2 of 4 live, with the lowest name: this half goes on", five[:4], members("a", "b"), []string{"c", "d"}, nil, false},
+		{"2 of 4 live, without the lowest name: this half stops", five[:4], members("c", "d"), []string{"a", "b"}, nil, true},
+		{"1 of 3", five[:3], members("a"), []string{"b", "c"}, nil, true},
+		{"1 of 2: too few voters to tell", five[:2], members("a"), []string{"b"}, nil, false},
+		{"forgotten departures do not vote", five, members("a"), nil, nil, false},
+		{"departed nodes no longer known do not vote", five[:1], members("a"), []string{"b", "c"}, nil, false},
 		{"excluded and NotReady nodes do not vote", []Node{{Name: "a"}, {Name: "b"}, {Name: "c", Excluded: true}, {Name: "d", NotReady: true}, {Name: "e"}},
-			members("a", "b"), []string{"c", "d", "e"}, false},
+			members("a", "b"), []string{"c", "d", "e"}, nil, false},
+		{"suspects vote but are not live", five[:3], members("a", "b", "c"), nil, []string{"b", "c"}, true},
+		{"one suspect of three leaves a majority", five[:3], members("a", "b", "c"), nil, []string{"c"}, false},
 	}
 	for _, tc := range tests {
-		if got := inMinority(tc.nodes, tc.members, tc.departed); got != tc.want {
+		if got := inMinority(tc.nodes, tc.members, tc.departed, tc.suspects); got != tc.want {
 			t.Errorf("%s: inMinority = %v, want %v", tc.name, got, tc.want)
 		}
 	}

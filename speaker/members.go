@@ -22,6 +22,8 @@ func (m memberlistMembers) Members() []Member {
 	return out
 }
 
+func (m memberlistMembers) Suspects() []string { return m.l.Suspects() }
+
 func (m memberlistMembers) Join(addrs []netip.Addr) (int, error) { return m.l.Join(addrs) }
 
 // SetL2Interfaces publishes the interfaces with their MACs, which tell the other nodes'

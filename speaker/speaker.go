@@ -29,6 +29,8 @@ import (
 type Membership interface {
 	// Members returns the live members with their metadata.
 	Members() []Member
+	// Suspects returns the names of live members suspected of having failed.
+	Suspects() []string
 	// Join contacts the nodes at addrs; it fails only when none answers.
 	Join(addrs []netip.Addr) (int, error)
 	// SetL2Interfaces publishes this node's up L2 interfaces.
@@ -219,6 +221,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	wg.Go(func() { s.report(ctx) })
 	wg.Go(func() { s.watchLinks(ctx) })
 	wg.Go(func() { s.joinLoop(ctx) })
+	wg.Go(func() { s.watchSuspects(ctx) })
 	if s.opts.L2 != nil {
 		wg.Go(func() { s.watchFreeze(ctx) })
 		wg.Go(func() { s.followL2(ctx) })
@@ -243,6 +246,25 @@ func (s *Speaker) Ready() bool { return s.synced.Load() && s.state.Decisions().S
 
 // Decisions returns the current decisions.
 func (s *Speaker) Decisions() Decisions { return s.state.Decisions() }
+
+// suspectPoll is how often the suspected members are read: memberlist tells of no
+// suspicion, and a node cut off from the others must see it before they declare it dead
+// (probe plus suspicion, ~450 ms) to step down first (the minority rule).
+const suspectPoll = 50 * time.Millisecond
+
+// watchSuspects follows memberlist's suspicions into the decisions.
+func (s *Speaker) watchSuspects(ctx context.Context) {
+	t := time.NewTicker(suspectPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.state.SetSuspects(s.opts.Members.Suspects())
+		}
+	}
+}
 
 // MembersChanged re-reads memberlist's members; membership calls it on every change.
 func (s *Speaker) MembersChanged() { s.state.SetMembers(s.opts.Members.Members()) }

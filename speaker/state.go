@@ -50,6 +50,7 @@ type State struct {
 	failover map[string]struct{}  // members lost since the last full pass
 	former   map[string]time.Time // MACs of departed members, when they left
 	departed map[string]time.Time // departed members, when they left, for the minority rule
+	suspects []string             // members memberlist suspects, sorted
 }
 
 // formerMemberMemory is how long the MACs of a departed member still count as berth's.
@@ -219,6 +220,19 @@ func departed(old, cur []Member) []string {
 	return out
 }
 
+// SetSuspects records the members memberlist suspects of having failed.
+func (s *State) SetSuspects(names []string) {
+	names = slices.Sorted(slices.Values(names))
+	s.mu.Lock()
+	if slices.Equal(s.suspects, names) {
+		s.mu.Unlock()
+		return
+	}
+	s.suspects, s.clusterDirty = names, true
+	s.mu.Unlock()
+	s.poke()
+}
+
 // departedLocked returns the members departed within departedMemory, and forgets the others.
 func (s *State) departedLocked(now time.Time) []string {
 	var out []string
@@ -242,7 +256,7 @@ func (s *State) promoteLocked() bool {
 	for _, n := range s.nodes {
 		nodes = append(nodes, n)
 	}
-	minority := inMinority(nodes, s.members, slices.Collect(maps.Keys(s.departed)))
+	minority := inMinority(nodes, s.members, slices.Collect(maps.Keys(s.departed)), s.suspects)
 	for key, sd := range s.decided {
 		var ips []IPDecision
 		for i, d := range sd.IPs {
@@ -306,7 +320,7 @@ func (s *State) pass() {
 	s.clusterDirty = false
 	var in Input
 	if full {
-		in = Input{Config: s.snap, Members: s.members, Self: s.self, Nodes: make([]Node, 0, len(s.nodes)), Departed: s.departedLocked(start)}
+		in = Input{Config: s.snap, Members: s.members, Self: s.self, Nodes: make([]Node, 0, len(s.nodes)), Departed: s.departedLocked(start), Suspects: s.suspects}
 		for _, n := range s.nodes {
 			in.Nodes = append(in.Nodes, n)
 		}

@@ -338,6 +338,20 @@ func (l *List) SetMeta(m Meta) error {
 // are live until memberlist declares them dead, as in memberlist itself.
 func (l *List) Members() []Member { return l.roster.list() }
 
+// Suspects returns the names of the members memberlist suspects of having failed: they
+// stay in Members until declared dead or they refute it. No event tells of suspicion, so
+// callers poll.
+func (l *List) Suspects() []string {
+	self := l.ml.LocalNode().Name
+	var out []string
+	for _, n := range l.ml.Members() {
+		if n.State == memberlist.StateSuspect && n.Name != self {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
 // Leave tells the others this node is going, waiting at most timeout for the broadcast,
 // so they drop it at once instead of after failure detection. Shutdown must follow.
 func (l *List) Leave(timeout time.Duration) error {
