@@ -54,7 +54,8 @@ type PoolUsage struct {
 }
 
 // PoolInUseFinalizer keeps an IPPool that Services hold addresses of from vanishing
-// under them; the status writer removes it once the pool is empty.
+// under them: the status writer puts it on every pool and removes it once the pool is
+// being deleted and empty.
 const PoolInUseFinalizer = "berth.dev/pool-in-use"
 
 // WithPoolUsage makes the status writer report each pool's use from f (false: unknown,
@@ -260,19 +261,23 @@ func (w *Watcher) writeStatus(ctx context.Context, res config.Resources, snap *c
 		ref := config.ObjectRef{Kind: config.KindIPPool, Name: p.Name}
 		changed := config.ApplyConditions(&p.Status.Conditions, config.Conditions(ref, p.Generation, problems), now)
 		changed = setPoolCapacity(&p.Status, snap.Pool(p.Name)) || changed
-		var inUse bool
+		var inUse, known bool
 		if w.usage != nil {
 			if u, ok := w.usage(p.Name); ok {
 				changed = setPoolUse(&p.Status, u) || changed
-				inUse = u.InUse4.Sign() > 0 || u.InUse6.Sign() > 0
+				inUse, known = u.InUse4.Sign() > 0 || u.InUse6.Sign() > 0, true
 			}
 		}
 		if p.Status.ObservedGeneration != p.Generation {
 			p.Status.ObservedGeneration, changed = p.Generation, true
 		}
 		write(p, changed)
-		if w.usage != nil {
-			if err := w.setFinalizer(ctx, p, inUse); err != nil && firstErr == nil {
+		// Every pool carries the finalizer until it is deleted and empty: added only once
+		// in use, it came a status write after the first address, and a pool deleted
+		// meanwhile vanished under its Service. While the use is unknown (before the
+		// allocator claimed what Services hold) a deleted pool keeps it.
+		if deleting := p.DeletionTimestamp != nil; w.usage != nil && (known || !deleting) {
+			if err := w.setFinalizer(ctx, p, inUse || !deleting); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
@@ -348,13 +353,13 @@ func setPoolUse(s *v1alpha1.IPPoolStatus, u PoolUsage) bool {
 	return changed
 }
 
-// setFinalizer keeps PoolInUseFinalizer on a pool exactly while Services hold its addresses.
-func (w *Watcher) setFinalizer(ctx context.Context, p *v1alpha1.IPPool, inUse bool) error {
-	if controllerutil.ContainsFinalizer(p, PoolInUseFinalizer) == inUse {
+// setFinalizer puts PoolInUseFinalizer on a pool (want) or takes it off.
+func (w *Watcher) setFinalizer(ctx context.Context, p *v1alpha1.IPPool, want bool) error {
+	if controllerutil.ContainsFinalizer(p, PoolInUseFinalizer) == want {
 		return nil
 	}
 	patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	if inUse {
+	if want {
 		controllerutil.AddFinalizer(p, PoolInUseFinalizer)
 	} else {
 		controllerutil.RemoveFinalizer(p, PoolInUseFinalizer)
