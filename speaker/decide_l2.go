@@ -13,10 +13,25 @@ import (
 // in its member metadata. Version 1 is rendezvous hashing as defined by weight.
 const DecisionVersion uint32 = 1
 
+// rehearsalVersion, set at link time to "2" (-ldflags "-X
+// github.com/berthlb/berth/speaker.rehearsalVersion=2"), makes a build that implements and
+// publishes version 2, whose weights differ from version 1's: a speaker of the next
+// release, so that the lab can run two versions side by side (e2e TestFaultRollingUpgrade).
+// Releases never set it.
+var rehearsalVersion string
+
+// NewestVersion is the newest decision version this build implements and publishes.
+func NewestVersion() uint32 {
+	if rehearsalVersion == "2" {
+		return 2
+	}
+	return DecisionVersion
+}
+
 // decisionVersion returns the lowest version any member implements, within what this
 // speaker knows, so that mixed versions elect alike during a rolling upgrade.
 func decisionVersion(members []Member) uint32 {
-	v := DecisionVersion
+	v := NewestVersion()
 	for _, m := range members {
 		v = min(v, max(m.DecisionVersion, 1))
 	}
@@ -227,7 +242,9 @@ func Elect(version uint32, ip netip.Addr, candidates []string) (owner, next stri
 
 func weight(version uint32, node, ip uint64) uint64 {
 	switch version {
-	default: // 1, the only version so far
+	case 2: // the rehearsal version (rehearsalVersion): another seed
+		return mix64(node ^ ip ^ 0x9e3779b97f4a7c15)
+	default: // 1, the only released version so far
 		return mix64(node ^ ip)
 	}
 }

@@ -370,6 +370,42 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// A rehearsal build (the next release, rehearsalVersion) publishes version 2 and uses it
+// only when every member has it; its owners differ from version 1's, so that a speaker
+// electing with it alone would disagree with the others.
+func TestRehearsalVersion(t *testing.T) {
+	defer func(v string) { rehearsalVersion = v }(rehearsalVersion)
+	rehearsalVersion = "2"
+	if got := NewestVersion(); got != 2 {
+		t.Fatalf("NewestVersion() = %d in a rehearsal build, want 2", got)
+	}
+	for _, tc := range []struct {
+		versions []uint32
+		want     uint32
+	}{{[]uint32{2, 2, 2}, 2}, {[]uint32{1, 2, 2}, 1}, {[]uint32{0, 2}, 1}} {
+		in := site()
+		in.Members = nil
+		for i, v := range tc.versions {
+			in.Members = append(in.Members, Member{Name: string(rune('a' + i)), DecisionVersion: v})
+		}
+		if got := NewCluster(in).Version(); got != tc.want {
+			t.Errorf("members of versions %v: Version() = %d, want %d", tc.versions, got, tc.want)
+		}
+	}
+	differ := 0
+	for i := range 64 {
+		ip := netip.AddrFrom4([4]byte{198, 18, 2, byte(192 + i)})
+		o1, _ := Elect(1, ip, []string{"node1", "node2", "node3"})
+		o2, _ := Elect(2, ip, []string{"node1", "node2", "node3"})
+		if o1 != o2 {
+			differ++
+		}
+	}
+	if differ < 16 {
+		t.Errorf("versions 1 and 2 elect differently for %d of 64 addresses, want about two thirds", differ)
+	}
+}
+
 func TestReasonsAreUnique(t *testing.T) {
 	seen := map[Reason]bool{}
 	for _, r := range Reasons() {

@@ -35,7 +35,7 @@ func (m memberlistMembers) SetL2Interfaces(names []string) error {
 			macs = append(macs, ifi.HardwareAddr.String())
 		}
 	}
-	return m.l.SetMeta(membership.Meta{L2Interfaces: names, DecisionVersion: DecisionVersion, MACs: macs})
+	return m.l.SetMeta(membership.Meta{L2Interfaces: names, DecisionVersion: NewestVersion(), MACs: macs})
 }
 
 // UsableInterfaces lists the up interfaces matching patterns; without patterns, the l2

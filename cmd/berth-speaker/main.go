@@ -207,7 +207,7 @@ func run(ctx context.Context, o options) error {
 	changed := make(chan struct{}, 1)
 	list, err := membership.New(membership.Config{
 		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Keys: keys, Timings: o.timings,
-		Meta:     membership.Meta{DecisionVersion: speaker.DecisionVersion},
+		Meta:     membership.Meta{DecisionVersion: speaker.NewestVersion()},
 		OnChange: func() { wakeUp(changed) },
 		Logger:   logger.WithName("memberlist"),
 	})
