@@ -13,7 +13,7 @@ SLO_TAGS := $(TEST_TAGS),timing
 CONTROLLER_GEN := $(GO) tool controller-gen
 GEN_ARGS := object:headerFile=/dev/null paths=./config/v1alpha1/... crd:crdVersions=v1
 
-.PHONY: all build generate lint test test-unit test-integration test-slo controlplane helm e2e bench demo clean
+.PHONY: all build generate lint test test-unit test-integration test-slo controlplane helm e2e e2e-faults bench demo clean
 
 all: build
 
@@ -42,7 +42,9 @@ lint:
 	  if ! diff -r -x kustomization.yaml -x crd.go $$tmp/crd config/crd || ! diff $$tmp/obj/zz_generated.deepcopy.go config/v1alpha1/zz_generated.deepcopy.go; then \
 	    echo "generated files are stale: run make generate"; exit 1; fi; \
 	  cp -r deploy/helm/berth $$tmp/chart && hack/gen-chart.sh $$tmp/chart && \
-	  if ! diff -r $$tmp/chart deploy/helm/berth; then echo "the chart's generated files are stale: run make generate"; exit 1; fi
+	  if ! diff -r $$tmp/chart deploy/helm/berth; then echo "the chart's generated files are stale: run make generate"; exit 1; fi; \
+	  hack/gobgp/vendor.sh $$tmp/gobgp >/dev/null && \
+	  if ! diff -r $$tmp/gobgp third_party/gobgp >/dev/null; then echo "third_party/gobgp is not what hack/gobgp/vendor.sh writes: run it"; exit 1; fi
 	@cp go.mod /tmp/berth-go.mod.$$$$ && cp go.sum /tmp/berth-go.sum.$$$$ && $(GO) mod tidy && \
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go.mod/go.sum not tidy: run go mod tidy"; git diff --stat -- go.mod go.sum; \
 	    cp /tmp/berth-go.mod.$$$$ go.mod; cp /tmp/berth-go.sum.$$$$ go.sum; rm -f /tmp/berth-go.*.$$$$; exit 1; fi; rm -f /tmp/berth-go.*.$$$$
@@ -59,19 +61,24 @@ helm:
 ## then the SLO tests
 test: test-unit test-integration test-slo
 
+# -parallel: the parallel subtests (bgp's hostile peers) mostly wait on GoBGP's timers.
 test-unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -parallel 8 ./...
 
 test-integration: controlplane helm
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) \
-	  $(GO) test -race -count=1 -timeout 20m -tags $(TEST_TAGS) ./...
+	  $(GO) test -race -count=1 -parallel 8 -timeout 20m -tags $(TEST_TAGS) ./...
 
 test-slo: controlplane
 	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/slo.sh $(SLO_TAGS)
 
 ## e2e: the end-to-end suite over a lab site with berth installed from deploy/ (needs root)
 e2e: controlplane
-	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/e2e.sh
+	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/e2e.sh functional slo
+
+## e2e-faults: the fault suite (e2e tests named TestFault*) over its own lab site (needs root)
+e2e-faults: controlplane
+	BERTH_CONTROLPLANE_DIR=$$(hack/controlplane/build.sh --dir) hack/e2e.sh faults
 
 ## bench: the Go benchmarks, the lab scale scenarios and the timing SLOs judged by p99, alone
 ## on the machine (needs root), into bench/REPORT.md and bench/raw/; BENCH_STEPS="go scale slo"

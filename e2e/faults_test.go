@@ -12,42 +12,15 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthlb/berth/lab"
 	"github.com/berthlb/berth/lab/echo"
 )
 
-// TestScaleMovesAnnouncements: with externalTrafficPolicy Local, scaling a Deployment
-// moves the BGP next hops and the L2 owner with its Pods; at zero replicas nothing is
-// announced, and the route comes back with a Pod.
-func TestScaleMovesAnnouncements(t *testing.T) {
-	ns := namespace(t)
-	deployment(t, ns, "web", 1)
-	lbService(t, ns, "bgp", "web", all(local, bgpPool))
-	lbService(t, ns, "l2", "web", local)
-	bgp, l2 := ingress(t, ns, "bgp", 1)[0], ingress(t, ns, "l2", 1)[0]
-	for _, replicas := range []int32{1, 3, 0, 2} {
-		scale(t, ns, "web", replicas)
-		nodes, _ := podNodes(t.Context(), ns, "web")
-		nodes = slices.Compact(nodes)
-		took := waitNextHops(t, bgp, nodes, 30*time.Second)
-		if replicas == 0 {
-			condition(t, ns, "l2", condAnnounced, metav1.ConditionFalse, "NotAnnounced", 30*time.Second)
-			t.Logf("0 replicas: no route, L2 not announced")
-			continue
-		}
-		owner := waitL2Owner(t, ns, "l2", l2, func(n string) bool { return slices.Contains(nodes, n) })
-		reply(t, routedClient(), "tcp", bgp)
-		reply(t, l2Client(), "tcp", l2)
-		t.Logf("%d replicas on %v: FRR next hops follow in %v, L2 owner %s", replicas, nodes, took.Round(time.Millisecond), owner)
-	}
-}
-
-// TestControllerRestart: a crashed berth-controller is restarted (as a container in its
+// TestFaultControllerRestart: a crashed berth-controller is restarted (as a container in its
 // Pod: same identity, so it takes its Lease back at once), keeps every address, and
 // allocates again; traffic never depends on it.
-func TestControllerRestart(t *testing.T) {
+func TestFaultControllerRestart(t *testing.T) {
 	ns := namespace(t)
 	deployment(t, ns, "web", 1)
 	for _, name := range []string{"a", "b", "c"} {
@@ -96,9 +69,9 @@ func TestControllerRestart(t *testing.T) {
 	}
 }
 
-// TestSpeakerKill: a SIGKILLed speaker's L2 addresses move to another node and keep
+// TestFaultSpeakerKill: a SIGKILLed speaker's L2 addresses move to another node and keep
 // answering, and its BGP next hop leaves the routers; a restarted speaker comes back.
-func TestSpeakerKill(t *testing.T) {
+func TestFaultSpeakerKill(t *testing.T) {
 	ns, l2, bgp, victim := l2AndBGP(t)
 
 	silence := l2Failover(t, l2, victim)
@@ -171,37 +144,4 @@ func startSpeaker(t *testing.T, node string) {
 	if err := env.berth.Speakers[node].Start(ctx); err != nil {
 		t.Error(err)
 	}
-}
-
-// TestNodeExcluded: a Node labelled node.kubernetes.io/exclude-from-external-load-balancers
-// stops announcing (BGP next hop gone, never the L2 owner), and announces again when the
-// label goes.
-func TestNodeExcluded(t *testing.T) {
-	ns, l2, bgp, excluded := l2AndBGP(t)
-
-	label := func(value *string) {
-		t.Helper()
-		patch := fmt.Sprintf(`{"metadata":{"labels":{"node.kubernetes.io/exclude-from-external-load-balancers":%s}}}`, jsonOrNull(value))
-		if _, err := env.kc.CoreV1().Nodes().Patch(context.Background(), excluded, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	label(new("true"))
-	t.Cleanup(func() { label(nil) })
-	others := slices.DeleteFunc(slices.Clone(env.nodes), func(n string) bool { return n == excluded })
-	waitNextHops(t, bgp, others, 10*time.Second)
-	owner := waitL2Owner(t, ns, "l2", l2, func(n string) bool { return n != excluded })
-	answers(t, l2Client(), []netip.Addr{l2})
-	answers(t, routedClient(), []netip.Addr{bgp})
-	t.Logf("%s excluded: BGP via %v, L2 owner %s", excluded, others, owner)
-
-	label(nil)
-	waitNextHops(t, bgp, env.nodes, 10*time.Second)
-}
-
-func jsonOrNull(s *string) string {
-	if s == nil {
-		return "null"
-	}
-	return fmt.Sprintf("%q", *s)
 }

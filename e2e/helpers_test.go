@@ -190,8 +190,14 @@ func all(changes ...func(*corev1.Service)) func(*corev1.Service) {
 // ingress waits until the Service has n ingress addresses and returns them, sorted.
 func ingress(t *testing.T, ns, name string, n int) []netip.Addr {
 	t.Helper()
+	return waitIngress(t, ns, name, n, 30*time.Second)
+}
+
+// waitIngress is ingress with a bound of its own.
+func waitIngress(t *testing.T, ns, name string, n int, within time.Duration) []netip.Addr {
+	t.Helper()
 	var ips []netip.Addr
-	lab.Eventually(t, 30*time.Second, fmt.Sprintf("Service %s/%s gets %d addresses", ns, name, n), func(ctx context.Context) (string, bool) {
+	lab.Eventually(t, within, fmt.Sprintf("Service %s/%s gets %d addresses", ns, name, n), func(ctx context.Context) (string, bool) {
 		svc, err := env.kc.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err.Error(), false

@@ -8,6 +8,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthlb/berth/lab"
 )
 
 // TestContainerSecurity: the lab runs berth as deploy/'s securityContexts say, so that
@@ -73,4 +78,67 @@ func rootMountOptions(t *testing.T, pid int) string {
 		t.Fatalf("no / in /proc/%d/mountinfo", pid)
 	}
 	return opts
+}
+
+// TestLeastPrivilege: berth's ServiceAccounts may do what the binaries need (the audit check
+// after the suite shows nothing they do is refused) and not the things a compromised
+// speaker or controller could abuse, asked of the apiserver's authorizer itself.
+func TestLeastPrivilege(t *testing.T) {
+	const ns = lab.BerthNamespace
+	type ask struct {
+		verb, group, resource, sub, name, namespace string
+		allowed                                     bool
+	}
+	cases := map[string][]ask{
+		lab.SpeakerAccount: {
+			{verb: "get", resource: "secrets", namespace: ns, allowed: true}, // BGP passwords, memberlist keys
+			{verb: "get", resource: "secrets", namespace: "default"},
+			{verb: "list", resource: "secrets", namespace: "kube-system"},
+			{verb: "create", resource: "secrets", namespace: ns},
+			{verb: "update", resource: "secrets", namespace: ns},
+			{verb: "delete", resource: "secrets", namespace: ns},
+			{verb: "update", resource: "services", namespace: "default"},
+			{verb: "patch", resource: "services", sub: "status", namespace: "default"},
+			{verb: "list", resource: "pods", namespace: "default"},
+			{verb: "update", resource: "nodes"},
+			{verb: "get", group: "coordination.k8s.io", resource: "leases", namespace: ns},
+			{verb: "create", group: "berth.dev", resource: "ippools"},
+			{verb: "update", group: "berth.dev", resource: "bgppeers"},
+			{verb: "delete", group: "berth.dev", resource: "nodeannouncements"},
+			{verb: "update", group: "berth.dev", resource: "nodeannouncements", sub: "status", allowed: true},
+		},
+		lab.ControllerAccount: {
+			{verb: "get", resource: "secrets", name: lab.MemberlistSecret, namespace: ns, allowed: true},
+			{verb: "get", resource: "secrets", name: "another", namespace: ns},
+			{verb: "list", resource: "secrets", namespace: ns},
+			{verb: "get", resource: "secrets", namespace: "default"},
+			{verb: "update", resource: "secrets", name: lab.MemberlistSecret, namespace: ns},
+			{verb: "patch", resource: "services", sub: "status", namespace: "default", allowed: true},
+			{verb: "update", resource: "services", namespace: "default"},
+			{verb: "delete", resource: "services", namespace: "default"},
+			{verb: "create", resource: "pods", namespace: "default"},
+			{verb: "update", resource: "nodes"},
+			{verb: "create", group: "berth.dev", resource: "ippools"},
+			{verb: "delete", group: "berth.dev", resource: "bgppeers"},
+			{verb: "update", group: "berth.dev", resource: "nodeannouncements", sub: "status"},
+		},
+	}
+	for sa, asks := range cases {
+		user := "system:serviceaccount:" + ns + ":" + sa
+		for _, a := range asks {
+			review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   user,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource,
+					Subresource: a.sub, Name: a.name, Namespace: a.namespace},
+			}}
+			got, err := env.kc.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), review, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Allowed != a.allowed {
+				t.Errorf("%s: %s %s %s/%s %q in %q: allowed %v, want %v", sa, a.verb, a.group, a.resource, a.sub, a.name, a.namespace, got.Status.Allowed, a.allowed)
+			}
+		}
+	}
 }

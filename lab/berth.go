@@ -31,18 +31,37 @@ const BuildTags = "grpcnotrace"
 // BuildBerth builds berth-controller and berth-speaker from the module containing the
 // working directory into dir, static (CGO_ENABLED=0) as make build and the images do.
 func BuildBerth(ctx context.Context, dir string) (Berth, error) {
-	root, err := controlplane.RepoRoot()
-	if err != nil {
+	if err := build(ctx, dir, "", "./cmd/berth-controller", "./cmd/berth-speaker"); err != nil {
 		return Berth{}, err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", BuildTags, "-o", dir+"/", "./cmd/berth-controller", "./cmd/berth-speaker")
+	return Berth{Controller: filepath.Join(dir, "berth-controller"), Speaker: filepath.Join(dir, "berth-speaker")}, nil
+}
+
+// BuildRehearsalSpeaker builds into dir a berth-speaker of the "next release": it
+// implements and publishes decision version 2 (speaker.NewestVersion), for a rolling
+// upgrade in the lab (Installation.SetSpeakerBinary).
+func BuildRehearsalSpeaker(ctx context.Context, dir string) (string, error) {
+	if err := build(ctx, dir, "-X github.com/berthlb/berth/speaker.rehearsalVersion=2", "./cmd/berth-speaker"); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "berth-speaker"), nil
+}
+
+// build builds pkgs into dir, static (CGO_ENABLED=0) as the images' (cmd/*/Dockerfile):
+// the lab runs what a cluster would.
+func build(ctx context.Context, dir, ldflags string, pkgs ...string) error {
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"build", "-tags", BuildTags, "-ldflags", ldflags, "-o", dir + "/"}, pkgs...)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
-	// Static, as the images' (cmd/*/Dockerfile): the lab runs what a cluster would.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Berth{}, fmt.Errorf("build berth: %w\n%s", err, out)
+		return fmt.Errorf("build %v: %w\n%s", pkgs, err, out)
 	}
-	return Berth{Controller: filepath.Join(dir, "berth-controller"), Speaker: filepath.Join(dir, "berth-speaker")}, nil
+	return nil
 }
 
 // StartController runs berth-controller on the host with the admin kubeconfig, without

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,8 +62,24 @@ type Installation struct {
 	controllerSec  containerSecurity
 	controllerArgs []string
 
-	mu       sync.Mutex
-	replicas []*Supervised // StartController's
+	mu         sync.Mutex
+	replicas   []*Supervised     // StartController's
+	speakerBin map[string]string // SetSpeakerBinary's, by node
+}
+
+// SetSpeakerBinary makes node's speaker run bin from its next start on (Supervised.Stop
+// and Start restart it): a rolling upgrade, one node at a time. Empty goes back to the
+// installed binary.
+func (in *Installation) SetSpeakerBinary(node, bin string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.speakerBin[node] = bin
+}
+
+func (in *Installation) speakerBinary(node, installed string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return cmp.Or(in.speakerBin[node], installed)
 }
 
 // ControllerIdentity is the first controller's --leader-elect-identity, the holder of
@@ -107,7 +124,7 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 		return nil, err
 	}
 
-	in := &Installation{Speakers: map[string]*Supervised{}, site: s, bin: o.Bin.Controller,
+	in := &Installation{Speakers: map[string]*Supervised{}, speakerBin: map[string]string{}, site: s, bin: o.Bin.Controller,
 		controllerSec: controllerSec, controllerArgs: o.ControllerArgs}
 	c, err := in.superviseController(ctx, "berth-controller", ControllerIdentity)
 	if err != nil {
@@ -138,7 +155,7 @@ func (s *Site) InstallBerth(ctx context.Context, o InstallOptions) (*Installatio
 				if err != nil {
 					return nil, err
 				}
-				return s.startSpeaker(ctx, o.Bin.Speaker, n, name, speakerSec, append([]string{"--kubeconfig", kubeconfig}, o.SpeakerArgs...))
+				return s.startSpeaker(ctx, in.speakerBinary(n.Name, o.Bin.Speaker), n, name, speakerSec, append([]string{"--kubeconfig", kubeconfig}, o.SpeakerArgs...))
 			})
 			mu.Lock()
 			defer mu.Unlock()

@@ -178,3 +178,20 @@ func ARPReplyFrame(mac net.HardwareAddr, ip netip.Addr) []byte {
 	b = append(b, ip4[:]...)
 	return b
 }
+
+// ARPRequestFrame builds a broadcast ARP request from mac at ip asking who has target:
+// what a client sends when it looks an address up.
+func ARPRequestFrame(mac net.HardwareAddr, ip, target netip.Addr) []byte {
+	b := make([]byte, 0, 42)
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	b = append(b, mac...)
+	b = append(b, 0x08, 0x06)          // ARP
+	b = append(b, 0, 1, 0x08, 0, 6, 4) // Ethernet, IPv4, sizes
+	b = append(b, 0, 1)                // request
+	ip4, target4 := ip.As4(), target.As4()
+	b = append(b, mac...)
+	b = append(b, ip4[:]...)
+	b = append(b, 0, 0, 0, 0, 0, 0)
+	b = append(b, target4[:]...)
+	return b
+}

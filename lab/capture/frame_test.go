@@ -119,3 +119,14 @@ func TestARPReplyFrame(t *testing.T) {
 		t.Errorf("ARPReplyFrame decodes as %v (ok %v), want a gratuitous reply from %s for %s", a, ok, mac, ip)
 	}
 }
+
+func TestARPRequestFrame(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0x99, 1}
+	ip, target := netip.MustParseAddr("198.18.2.2"), netip.MustParseAddr("198.18.2.193")
+	f := Frame{Data: ARPRequestFrame(mac, ip, target)}
+	a, ok := f.ARP()
+	if !ok || a.Op != ARPRequest || !bytes.Equal(a.SenderMAC, mac) || a.SenderIP != ip || a.TargetIP != target || a.Gratuitous() ||
+		!bytes.Equal(f.Dst(), net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
+		t.Errorf("ARPRequestFrame decodes as %v (ok %v) to %s, want a broadcast request from %s at %s for %s", a, ok, f.Dst(), mac, ip, target)
+	}
+}
