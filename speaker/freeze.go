@@ -16,6 +16,7 @@ import (
 type freezeGuard struct {
 	epoch           time.Time
 	threshold, hold time.Duration
+	running         atomic.Bool  // between start and stop: only a ticking guard can tell
 	last            atomic.Int64 // the latest tick, in nanoseconds since epoch
 	until           atomic.Int64 // silent until then, in nanoseconds since epoch
 }
@@ -23,6 +24,16 @@ type freezeGuard struct {
 func newFreezeGuard(now time.Time, threshold, hold time.Duration) *freezeGuard {
 	return &freezeGuard{epoch: now, threshold: threshold, hold: hold}
 }
+
+// start begins the watch at now: the time before it (caches syncing) is no freeze.
+func (g *freezeGuard) start(now time.Time) {
+	g.last.Store(int64(now.Sub(g.epoch)))
+	g.running.Store(true)
+}
+
+// stop ends the watch: a speaker shutting down keeps answering until it has left
+// memberlist and the others took over (cmd/berth-speaker), with nothing ticking.
+func (g *freezeGuard) stop() { g.running.Store(false) }
 
 // tick records that the process ran at now. It returns the time since the previous tick
 // and whether that gap was a freeze, which starts a hold.
@@ -37,8 +48,11 @@ func (g *freezeGuard) tick(now time.Time) (gap time.Duration, froze bool) {
 }
 
 // silent reports whether L2 must stay silent at now: a freeze is under way or just ended
-// (no tick for threshold), or its hold has not ended.
+// (no tick for threshold), or its hold has not ended. Before start and after stop, never.
 func (g *freezeGuard) silent(now time.Time) bool {
+	if !g.running.Load() {
+		return false
+	}
 	n := int64(now.Sub(g.epoch))
 	return n-g.last.Load() >= int64(g.threshold) || n < g.until.Load()
 }

@@ -9,6 +9,10 @@ func TestFreezeGuard(t *testing.T) {
 	t0 := time.Now()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	g := newFreezeGuard(t0, 400*time.Millisecond, 2*time.Second)
+	if g.silent(at(5000)) {
+		t.Error("silent before start: the speaker's start-up is no freeze")
+	}
+	g.start(at(0))
 	steps := []struct {
 		what   string
 		ticks  []int // ms
@@ -41,5 +45,22 @@ func TestFreezeGuard(t *testing.T) {
 	}
 	if got, want := g.heldUntil(), at(1510+2000); !got.Equal(want) {
 		t.Errorf("held until %v, want %v", got.Sub(t0), want.Sub(t0))
+	}
+	g.stop()
+	if g.silent(at(10000)) {
+		t.Error("silent after stop: a speaker shutting down keeps answering until the others took over")
+	}
+}
+
+// Caches take a while to sync before the watch starts: its first tick is no freeze.
+func TestFreezeGuardLateStart(t *testing.T) {
+	t0 := time.Now()
+	g := newFreezeGuard(t0, 400*time.Millisecond, 2*time.Second)
+	g.start(t0.Add(5 * time.Second))
+	if _, froze := g.tick(t0.Add(5*time.Second + 100*time.Millisecond)); froze {
+		t.Error("the first tick after a late start counted as a freeze")
+	}
+	if g.silent(t0.Add(5*time.Second + 150*time.Millisecond)) {
+		t.Error("silent right after a late start")
 	}
 }

@@ -80,7 +80,8 @@ func (s *Speaker) watchFreeze(ctx context.Context) {
 	logger := klog.FromContext(ctx)
 	t := time.NewTicker(s.opts.FreezeThreshold / 4)
 	defer t.Stop()
-	s.freeze.tick(time.Now())
+	s.freeze.start(time.Now())
+	defer s.freeze.stop()
 	for {
 		select {
 		case <-ctx.Done():
