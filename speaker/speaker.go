@@ -29,7 +29,8 @@ import (
 type Membership interface {
 	// Members returns the live members with their metadata.
 	Members() []Member
-	// Suspects returns the names of live members suspected of having failed.
+	// Suspects returns the names of live members suspected of having failed, while this
+	// node's own health makes the suspicion credible (membership.List.Suspects).
 	Suspects() []string
 	// Join contacts the nodes at addrs; it fails only when none answers.
 	Join(addrs []netip.Addr) (int, error)

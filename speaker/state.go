@@ -3,7 +3,6 @@ package speaker
 import (
 	"cmp"
 	"context"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -256,7 +255,7 @@ func (s *State) promoteLocked() bool {
 	for _, n := range s.nodes {
 		nodes = append(nodes, n)
 	}
-	minority := inMinority(nodes, s.members, slices.Collect(maps.Keys(s.departed)), s.suspects)
+	minority := inMinority(nodes, s.members, s.departedLocked(time.Now()), s.suspects)
 	for key, sd := range s.decided {
 		var ips []IPDecision
 		for i, d := range sd.IPs {

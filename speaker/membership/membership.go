@@ -338,10 +338,17 @@ func (l *List) SetMeta(m Meta) error {
 // are live until memberlist declares them dead, as in memberlist itself.
 func (l *List) Members() []Member { return l.roster.list() }
 
-// Suspects returns the names of the members memberlist suspects of having failed: they
-// stay in Members until declared dead or they refute it. No event tells of suspicion, so
+// Suspects returns the names of the members memberlist suspects of having failed, but only
+// while this node's own health is degraded (memberlist's awareness: its probes went
+// unanswered without the nacks that would clear it), the sign that the trouble is likely
+// this node's, as when it is cut off. A healthy node's passing suspicion of one peer is
+// memberlist's business, refuted or confirmed as usual, and yields nothing here. They stay
+// in Members until declared dead or they refute it. No event tells of suspicion, so
 // callers poll.
 func (l *List) Suspects() []string {
+	if l.ml.GetHealthScore() == 0 {
+		return nil
+	}
 	self := l.ml.LocalNode().Name
 	var out []string
 	for _, n := range l.ml.Members() {
