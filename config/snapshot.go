@@ -49,7 +49,7 @@ type Pool struct {
 	NamespaceSelector labels.Selector
 	IPMode            v1alpha1.IPMode
 	// Deleting is true once the pool is being deleted: it keeps the addresses Services
-	// hold but hands out no new ones unless asked for by name or address.
+	// hold but hands out no new ones, also when asked for by name or address.
 	Deleting bool
 	// Capacity4 and Capacity6 count the addresses the pool can hand out, per family.
 	Capacity4, Capacity6 *big.Int

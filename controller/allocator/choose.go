@@ -167,6 +167,9 @@ func (a *Allocator) attempt(p *pool, req *Request, w *wanted, held *service, nee
 	pl := plan{pool: p}
 	for i := range w.n {
 		x, free, err := a.pick(p, req, w, i, held)
+		if err == nil && p.cfg.Deleting && (held == nil || !slices.Contains(held.addrs(), x)) {
+			err = fail(PoolNotFound, p.cfg.Name, x, "pool %q is being deleted: it keeps the addresses in use and hands out no new ones", p.cfg.Name)
+		}
 		if err != nil {
 			if i < need || w.requested[i].IsValid() {
 				return plan{}, err

@@ -393,6 +393,11 @@ func TestDeletingPool(t *testing.T) {
 			t.Errorf("%s: %v, %v; want PoolNotFound saying the pool is being deleted", req.Key.Name, got.IPs, err)
 		}
 	}
+	// The holder keeps what it has, but gets nothing new from the pool either.
+	moved := svc("held", inPool("p"), requesting("198.51.100.200"))
+	if got, err := a.Allocate(moved); err == nil {
+		t.Errorf("the holder asking for another address got %v from a pool being deleted", got.IPs)
+	}
 	if got, err := a.Allocate(svc("auto")); err == nil {
 		t.Errorf("a Service without a pool got %v from a pool being deleted", got.IPs)
 	}
