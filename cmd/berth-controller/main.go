@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -176,7 +177,7 @@ func run(ctx context.Context, o options) error {
 // leaderElect runs lead while holding the Lease. Losing the lease ends the process: a
 // restart re-reads every assignment instead of trusting state another leader changed.
 func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderelection.HealthzAdaptor, lead func(context.Context) error) error {
-	kc, err := kubernetes.NewForConfig(rest.AddUserAgent(cfg, "leader-election"))
+	kc, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election"))
 	if err != nil {
 		return err
 	}
@@ -201,7 +202,13 @@ func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderele
 			// The first cause wins: a lost lease, an error of lead, or the end of the process.
 			// Run returns as soon as the lease is lost, without waiting for lead, so that a
 			// replica that lost it stops writing at once (the process exits).
-			OnStartedLeading: func(ctx context.Context) { cancel(lead(ctx)) },
+			OnStartedLeading: func(ctx context.Context) {
+				err := lead(ctx)
+				if ctx.Err() != nil {
+					return // the lease was lost (OnStoppedLeading says so) or the process ends
+				}
+				cancel(cmp.Or(err, errors.New("leading ended on its own")))
+			},
 			OnStoppedLeading: func() { cancel(lost) },
 		},
 	})
