@@ -83,11 +83,21 @@ func TestFaultConfigErrors(t *testing.T) {
 	if err := env.cr.Delete(t.Context(), &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: tmp}}); err != nil {
 		t.Fatal(err)
 	}
-	lbService(t, ns, "latecomer", "web", pool(tmp))
-	msg = condition(t, ns, "latecomer", condAllocated, metav1.ConditionFalse, "PoolNotFound", 10*time.Second)
-	if !strings.Contains(msg, "being deleted") {
-		t.Errorf("latecomer: %q does not say the pool is being deleted", msg)
-	}
+	// A Service naming the pool gets nothing from it once the controller saw the deletion;
+	// one created before that is an ordinary holder, removed and tried again.
+	var latecomer string
+	lab.Eventually(t, 30*time.Second, "a Service naming "+tmp+" is refused", func(ctx context.Context) (string, bool) {
+		if latecomer != "" {
+			_ = env.kc.CoreV1().Services(ns).Delete(ctx, latecomer, metav1.DeleteOptions{})
+		}
+		latecomer = fmt.Sprintf("latecomer-%d", time.Now().UnixNano()%1e6)
+		lbService(t, ns, latecomer, "web", pool(tmp))
+		if addressed(ns, latecomer, time.Second) {
+			return latecomer + " got an address", false
+		}
+		msg = condition(t, ns, latecomer, condAllocated, metav1.ConditionFalse, "PoolNotFound", 10*time.Second)
+		return msg, strings.Contains(msg, "being deleted")
+	})
 	var p v1alpha1.IPPool
 	if err := env.cr.Get(t.Context(), client.ObjectKey{Name: tmp}, &p); err != nil {
 		t.Fatalf("pool %s gone while %v in use: %v", tmp, held, err)

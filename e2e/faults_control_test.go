@@ -419,7 +419,9 @@ func TestFaultTwoControllers(t *testing.T) {
 		t.Fatal(err)
 	}
 	lbService(t, ns, "standby-back", "web", nil)
-	waitIngress(t, ns, "standby-back", 1, 60*time.Second)
+	sb := waitIngress(t, ns, "standby-back", 1, 60*time.Second)
+	// Its Announced condition too: no write of the leader is in flight when it stops.
+	waitL2Owner(t, ns, "standby-back", sb[0], func(string) bool { return true })
 	if h := leases.holder(t); h != other {
 		t.Errorf("the Lease moved to %q when %s came back as a standby", h, leader)
 	}

@@ -337,6 +337,37 @@ func duplicateAnswers(w arpWatch, ip netip.Addr, marks map[string]time.Time) []d
 	return out
 }
 
+// longestUnanswered is the longest time the client's ARP requests for ip went without any
+// reply (from the first unanswered request to the next answered one, or the last sent).
+func longestUnanswered(w arpWatch, ip netip.Addr) time.Duration {
+	frames, sent := w.frames(), w.requests()
+	answered := make([]bool, len(sent))
+	i := -1 // the latest request sent before the frame
+	for _, f := range frames {
+		for i+1 < len(sent) && !sent[i+1].After(f.Time) {
+			i++
+		}
+		if a, ok := f.ARP(); ok && i >= 0 && a.Op == capture.ARPReply && a.SenderIP == ip && !a.Gratuitous() && !f.Outgoing {
+			answered[i] = true
+		}
+	}
+	var longest time.Duration
+	start := -1
+	for j, ok := range answered {
+		switch {
+		case !ok && start < 0:
+			start = j
+		case ok && start >= 0:
+			longest = max(longest, sent[j].Sub(sent[start]))
+			start = -1
+		}
+	}
+	if start >= 0 && start < len(sent)-1 {
+		longest = max(longest, sent[len(sent)-1].Sub(sent[start]))
+	}
+	return longest
+}
+
 type timedARP struct {
 	at time.Time
 	a  capture.ARP

@@ -48,6 +48,18 @@ func TestFaultRollingUpgrade(t *testing.T) {
 	}
 
 	node := env.nodes[len(env.nodes)-1]
+	// An address the upgraded node answers for: a speaker stopping for the upgrade keeps
+	// answering until it has left memberlist and the others took over.
+	var watched netip.Addr
+	for ip, owner := range before {
+		if owner == node {
+			watched = ip
+		}
+	}
+	if !watched.IsValid() {
+		t.Fatalf("%s owns none of %v", node, before)
+	}
+	w := watchARP(t, watched)
 	env.berth.SetSpeakerBinary(node, bin)
 	t.Cleanup(func() {
 		env.berth.SetSpeakerBinary(node, "")
@@ -74,8 +86,13 @@ func TestFaultRollingUpgrade(t *testing.T) {
 	if !maps.Equal(before, after) {
 		t.Errorf("owners moved with the upgrade: before %v, after %v", before, after)
 	}
-	t.Logf("%s upgraded to decision version 2 (which would move %d of %d addresses): all speakers elect with version 1 and agree on the %d owners, unchanged; %v from restart to agreement",
-		node, differ, len(ips), len(after), time.Since(start).Round(time.Millisecond))
+	// Two hand-overs (away and back), each a few hundred milliseconds of detection at most.
+	gap := longestUnanswered(w, watched)
+	if gap > 2*time.Second {
+		t.Errorf("ARP requests for %s (owned by %s) went unanswered for %v during its restart, bound 2s", watched, node, gap)
+	}
+	t.Logf("%s upgraded to decision version 2 (which would move %d of %d addresses): all speakers elect with version 1 and agree on the %d owners, unchanged; %v from restart to agreement; %s's longest unanswered stretch %v",
+		node, differ, len(ips), len(after), time.Since(start).Round(time.Millisecond), watched, gap.Round(time.Millisecond))
 }
 
 // decisionViews reads every node's /decisions.
