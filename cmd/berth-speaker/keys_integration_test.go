@@ -29,16 +29,8 @@ import (
 // apiserver: the keys at start, each rotation step, a rejected update (reported once),
 // and a deletion that changes nothing. Another Secret in the namespace is never offered.
 func TestWatchKeySecret(t *testing.T) {
-	cp := controlplane.Start(t)
-	kc := kubernetes.NewForConfigOrDie(cp.Config)
+	_, kc := memberlistSecretEnv(t)
 	ctx := t.Context()
-	const ns = "berth-system"
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := controller.EnsureMemberlistSecret(ctx, kc, ns); err != nil {
-		t.Fatal(err)
-	}
 	secrets := kc.CoreV1().Secrets(ns)
 	s, err := secrets.Get(ctx, controller.MemberlistSecretName, metav1.GetOptions{})
 	if err != nil {
@@ -160,16 +152,8 @@ func TestDocumentedRotation(t *testing.T) {
 		}
 	}
 
-	cp := controlplane.Start(t)
-	kc := kubernetes.NewForConfigOrDie(cp.Config)
+	cp, kc := memberlistSecretEnv(t)
 	ctx := t.Context()
-	const ns = "berth-system"
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := controller.EnsureMemberlistSecret(ctx, kc, ns); err != nil {
-		t.Fatal(err)
-	}
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := controlplane.WriteKubeconfig(cp.Config, kubeconfig); err != nil {
 		t.Fatal(err)
@@ -269,4 +253,22 @@ func secretEntries(s *corev1.Secret) []string {
 		out = append(out, fmt.Sprintf("%s (%d bytes)", k, len(v)))
 	}
 	return out
+}
+
+// ns is the namespace memberlistSecretEnv makes.
+const ns = "berth-system"
+
+// memberlistSecretEnv starts a control plane with namespace ns holding the memberlist
+// Secret as berth-controller creates it, and returns it with an admin client.
+func memberlistSecretEnv(t *testing.T) (*controlplane.ControlPlane, kubernetes.Interface) {
+	t.Helper()
+	cp := controlplane.Start(t)
+	kc := kubernetes.NewForConfigOrDie(cp.Config)
+	if _, err := kc.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := controller.EnsureMemberlistSecret(t.Context(), kc, ns); err != nil {
+		t.Fatal(err)
+	}
+	return cp, kc
 }

@@ -4,7 +4,6 @@ package membership
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -35,15 +34,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (seen
 		t.Fatalf("%s: not within %v: %v; last seen: %s", what, timeout, err, last)
 	}
 	return time.Since(start)
-}
-
-func newKey(t *testing.T) []byte {
-	t.Helper()
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // testList is a List with a count of its OnChange calls.
@@ -113,7 +103,7 @@ func TestMembershipInNetns(t *testing.T) {
 	if !netnstest.Reexec(t) {
 		return
 	}
-	key := newKey(t)
+	key := randomKey(t)
 	ap := netip.MustParseAddrPort
 	metaA := Meta{L2Interfaces: []string{"eth1"}, DecisionVersion: 1}
 	metaB := Meta{L2Interfaces: []string{"eth0", "eth1"}, DecisionVersion: 1}
@@ -169,7 +159,7 @@ func TestMembershipInNetns(t *testing.T) {
 	})
 
 	t.Run("outsiders cannot join", func(t *testing.T) {
-		wrongKey := startList(t, "wrong-key", "127.0.0.4:0", newKey(t), metaA, "")
+		wrongKey := startList(t, "wrong-key", "127.0.0.4:0", randomKey(t), metaA, "")
 		if n, err := wrongKey.Join(nodeIPs); n != 0 || err == nil {
 			t.Errorf("Join with another key = %d, %v; want 0 and an error", n, err)
 		} else {

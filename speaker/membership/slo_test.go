@@ -19,7 +19,7 @@ func TestDeathDetectionSLO(t *testing.T) {
 	if !netnstest.Reexec(t) {
 		return
 	}
-	key := newKey(t)
+	key := randomKey(t)
 	var lists []testList
 	for i := range 3 {
 		lists = append(lists, startList(t, fmt.Sprintf("n%d", i), fmt.Sprintf("127.0.0.%d:0", i+1), key, Meta{DecisionVersion: 1}, ""))
