@@ -20,18 +20,28 @@ type attrs struct {
 }
 
 // key identifies an attribute set; equal attrs have equal keys.
-func (a attrs) key() string {
-	var b strings.Builder
+func (a attrs) key() string { return string(a.appendKey(nil)) }
+
+// appendKey appends a's key to b: the RIB is planned for every path on every change, and
+// a lookup by string(b) allocates nothing.
+func (a attrs) appendKey(b []byte) []byte {
 	for _, c := range a.communities {
-		fmt.Fprintf(&b, "%d:%d,", c>>16, c&0xffff)
+		b = strconv.AppendUint(b, uint64(c>>16), 10)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(c&0xffff), 10)
+		b = append(b, ',')
 	}
-	b.WriteByte('|')
+	b = append(b, '|')
 	for _, l := range a.large {
-		fmt.Fprintf(&b, "%d:%d:%d,", l[0], l[1], l[2])
+		b = strconv.AppendUint(b, uint64(l[0]), 10)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(l[1]), 10)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(l[2]), 10)
+		b = append(b, ',')
 	}
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatUint(uint64(a.localPref), 10))
-	return b.String()
+	b = append(b, '|')
+	return strconv.AppendUint(b, uint64(a.localPref), 10)
 }
 
 // merge adds b's communities to a's and keeps the higher LOCAL_PREF.

@@ -41,6 +41,7 @@ type Server struct {
 	nextID   uint32
 	peerIDs  map[string]uint32 // peer name → id in markers and set names
 	groupIDs map[string]uint32 // attrs key → group id
+	keyBuf   []byte            // groupIDLocked's scratch
 	groups   map[uint32]attrs
 	peerSets map[uint32]netip.Prefix // what each peer id's neighbour set holds
 	stmts    map[marker]bool         // export statements installed
@@ -295,12 +296,12 @@ func (s *Server) peerIDLocked(name string) uint32 {
 }
 
 func (s *Server) groupIDLocked(a attrs) uint32 {
-	k := a.key()
-	if id, ok := s.groupIDs[k]; ok {
+	s.keyBuf = a.appendKey(s.keyBuf[:0])
+	if id, ok := s.groupIDs[string(s.keyBuf)]; ok {
 		return id
 	}
 	s.nextID++
-	s.groupIDs[k] = s.nextID
+	s.groupIDs[string(s.keyBuf)] = s.nextID
 	s.groups[s.nextID] = a
 	return s.nextID
 }
