@@ -3,6 +3,7 @@ package speaker
 import (
 	"context"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -25,13 +26,13 @@ type L2Executor interface {
 // the decisions' order; an IP two Services share appears once.
 func L2Assignments(d Decisions) []l2.Assignment {
 	var out []l2.Assignment
-	seen := map[string]bool{}
+	seen := map[netip.Addr]bool{}
 	for _, sd := range d.Services {
 		for _, ip := range sd.IPs {
-			if !ip.L2.Announce || seen[ip.IP.String()] {
+			if !ip.L2.Announce || seen[ip.IP] {
 				continue
 			}
-			seen[ip.IP.String()] = true
+			seen[ip.IP] = true
 			out = append(out, l2.Assignment{IP: ip.IP, Interfaces: ip.L2.Interfaces})
 		}
 	}

@@ -50,6 +50,15 @@ type State struct {
 	former   map[string]time.Time // MACs of departed members, when they left
 	departed map[string]time.Time // departed members, when they left, for the minority rule
 	suspects []string             // members memberlist suspects, sorted
+
+	// sorted holds the decisions of decided, sorted by namespace and name; shared says
+	// readers hold it, so the next change copies it first. view is what Decisions last
+	// returned, until something in it changes. Every executor reads the decisions after
+	// every change: a sorted copy for each of them cost more than deciding at 10,000
+	// Services.
+	sorted []ServiceDecision
+	shared bool
+	view   *Decisions
 }
 
 // formerMemberMemory is how long the MACs of a departed member still count as berth's.
@@ -173,7 +182,7 @@ func (s *State) SetMembers(members []Member) {
 	gone := departed(s.members, members)
 	now := time.Now()
 	s.rememberMACs(gone, now)
-	s.members, s.clusterDirty = members, true
+	s.members, s.clusterDirty, s.view = members, true, nil
 	for _, m := range members {
 		delete(s.departed, m.Name)
 	}
@@ -354,7 +363,7 @@ func (s *State) pass() {
 	s.mu.Lock()
 	changed := false
 	if full {
-		s.cluster = cluster
+		s.cluster, s.view = cluster, nil
 		s.failover = map[string]struct{}{}
 		wasSynced := s.synced
 		s.synced = s.snap != nil && len(s.nodes) > 0
@@ -394,15 +403,30 @@ func (s *State) pass() {
 
 // replaceLocked stores sd for key (an empty sd deletes it) and keeps the counts current.
 func (s *State) replaceLocked(key types.NamespacedName, sd ServiceDecision) {
+	s.view = nil
+	if s.shared {
+		s.sorted, s.shared = slices.Clone(s.sorted), false
+	}
+	i, found := slices.BinarySearchFunc(s.sorted, key, func(d ServiceDecision, k types.NamespacedName) int {
+		return cmp.Or(cmp.Compare(d.Namespace, k.Namespace), cmp.Compare(d.Name, k.Name))
+	})
 	if old, ok := s.decided[key]; ok {
 		s.count(old, -1)
 	}
 	if sd.Name == "" {
 		delete(s.decided, key)
+		if found {
+			s.sorted = slices.Delete(s.sorted, i, i+1)
+		}
 		return
 	}
 	s.decided[key] = sd
 	s.count(sd, 1)
+	if found {
+		s.sorted[i] = sd
+	} else {
+		s.sorted = slices.Insert(s.sorted, i, sd)
+	}
 }
 
 func (s *State) count(sd ServiceDecision, delta int) {
@@ -444,21 +468,21 @@ type Decisions struct {
 	Services []ServiceDecision
 }
 
-// Decisions returns the current decisions.
+// Decisions returns the current decisions; callers share them until they change.
 func (s *State) Decisions() Decisions {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := Decisions{Node: s.self, Generation: s.gen, Synced: s.synced, Members: s.members,
-		Services: make([]ServiceDecision, 0, len(s.decided))}
+	if s.view != nil {
+		return *s.view
+	}
+	if s.sorted == nil {
+		s.sorted = []ServiceDecision{} // an empty list, not null, at /decisions
+	}
+	d := Decisions{Node: s.self, Generation: s.gen, Synced: s.synced, Members: s.members, Services: s.sorted}
 	if s.cluster != nil {
 		d.DecisionVersion = s.cluster.Version()
 	}
-	for _, sd := range s.decided {
-		d.Services = append(d.Services, sd)
-	}
-	slices.SortFunc(d.Services, func(a, b ServiceDecision) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
-	})
+	s.view, s.shared = &d, true
 	return d
 }
 

@@ -3,6 +3,7 @@ package speaker
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,5 +233,49 @@ func TestStateOnNodes(t *testing.T) {
 	st.DeleteNode("b") // gone already
 	if calls != 3 {
 		t.Errorf("OnNodes called %d times, want 3 (new, moved, deleted)", calls)
+	}
+}
+
+// TestStateDecisionsShared: readers share one sorted list until a decision changes, and a
+// list handed out never changes under its reader.
+func TestStateDecisionsShared(t *testing.T) {
+	st, src, _ := stateWorld(t)
+	for i, name := range []string{"d", "b", "e", "a", "c"} {
+		src.set(l2Service(name, fmt.Sprintf("198.18.2.%d", 193+i)))
+	}
+	st.pass()
+	names := func(d Decisions) string {
+		var out []string
+		for _, sd := range d.Services {
+			out = append(out, sd.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	first := st.Decisions()
+	if got := names(first); got != "a,b,c,d,e" {
+		t.Fatalf("decisions %s, want sorted a,b,c,d,e", got)
+	}
+	if again := st.Decisions(); &again.Services[0] != &first.Services[0] {
+		t.Errorf("an unchanged State built a second list")
+	}
+	// Delete b, add aa, change d: the new list is sorted, the old one is as it was.
+	src.mu.Lock()
+	delete(src.svcs, types.NamespacedName{Namespace: "ns", Name: "b"})
+	src.mu.Unlock()
+	st.ServiceChanged(types.NamespacedName{Namespace: "ns", Name: "b"})
+	st.ServiceChanged(src.set(l2Service("aa", "198.18.2.200")))
+	st.ServiceChanged(src.set(l2Service("d", "198.18.2.201")))
+	st.pass()
+	if got := names(st.Decisions()); got != "a,aa,c,d,e" {
+		t.Errorf("after the changes: %s, want a,aa,c,d,e", got)
+	}
+	if got := names(first); got != "a,b,c,d,e" {
+		t.Errorf("a list handed out before the changes became %s", got)
+	}
+	if ip := first.Services[3].IPs[0].IP.String(); ip != "198.18.2.193" {
+		t.Errorf("d's old decision in the earlier list now says %s", ip)
+	}
+	if ip := decided(t, st, "d").IP.String(); ip != "198.18.2.201" {
+		t.Errorf("d decided %s, want 198.18.2.201", ip)
 	}
 }
