@@ -150,7 +150,9 @@ func (s *Speaker) followBGP(ctx context.Context) {
 		case <-s.doorTried:
 		}
 	}
+	pace := pacer{ratio: executorPaceRatio}
 	for {
+		start := time.Now()
 		snap, self, ok := s.state.ConfigAndSelf()
 		d := s.state.Decisions()
 		failed := false
@@ -199,6 +201,7 @@ func (s *Speaker) followBGP(ctx context.Context) {
 			retry.Reset(bgpRetry)
 			armed = true
 		}
+		pace.done(start)
 		select {
 		case <-ctx.Done():
 			return
@@ -206,6 +209,9 @@ func (s *Speaker) followBGP(ctx context.Context) {
 		case <-s.bgpKick:
 		case <-retry.C:
 			armed = false
+		}
+		if !pace.wait(ctx) {
+			return
 		}
 	}
 }

@@ -40,7 +40,8 @@ func FrontDoor(d Decisions) datapath.Desired {
 	return out
 }
 
-// frontDoorPause is the least time between two applies: a burst of changes becomes one.
+// frontDoorPause is the least time between a change and its apply, and between two
+// applies: a burst of changes becomes one.
 const frontDoorPause = 100 * time.Millisecond
 
 // followFrontDoor applies the front door on every change of the decisions, once they are
@@ -54,7 +55,9 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 	defer retry.Stop()
 	failing, tried := false, false
 	var lastConflicts []string
+	pace := pacer{min: frontDoorPause, ratio: executorPaceRatio}
 	for {
+		start := time.Now()
 		if d := s.state.Decisions(); d.Synced {
 			want := FrontDoor(d)
 			others := proxyNodes(s.state.Nodes(), s.opts.Node, s.healthy)
@@ -93,6 +96,7 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 				}
 			}
 		}
+		pace.done(start)
 		select {
 		case <-ctx.Done():
 			return
@@ -104,6 +108,9 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(frontDoorPause):
+		}
+		if !pace.wait(ctx) {
+			return
 		}
 	}
 }
