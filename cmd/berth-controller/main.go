@@ -29,6 +29,7 @@ import (
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/berthlb/berth/cmd/internal/kubeclient"
 	"github.com/berthlb/berth/cmd/internal/logflags"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
@@ -108,7 +109,7 @@ func run(ctx context.Context, o options) error {
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	// The identity tells replicas apart in the apiserver's audit log: who wrote what.
 	cfg.UserAgent = "berth-controller/" + version.Version + " (" + o.identity + ")"
-	kc, err := kubernetes.NewForConfig(cfg)
+	kc, err := kubernetes.NewForConfig(kubeclient.Protobuf(cfg))
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	// Events get a client of their own, with its own token bucket.
-	ecfg := rest.CopyConfig(cfg)
+	ecfg := kubeclient.Protobuf(cfg)
 	ecfg.UserAgent += " events"
 	ec, err := kubernetes.NewForConfig(ecfg)
 	if err != nil {
@@ -138,7 +139,7 @@ func run(ctx context.Context, o options) error {
 	// So does the Announced condition, at a fifth of the rate: it must not slow allocation.
 	// When allocation keeps the apiserver busy (a cold start of thousands of Services) its
 	// writes wait, and a Service's changes merge in the queue meanwhile into one write.
-	acfg := rest.CopyConfig(cfg)
+	acfg := kubeclient.Protobuf(cfg)
 	acfg.QPS, acfg.Burst = max(1, cfg.QPS/5), max(1, cfg.Burst/5)
 	acfg.UserAgent += " announced"
 	ac, err := kubernetes.NewForConfig(acfg)
@@ -177,7 +178,7 @@ func run(ctx context.Context, o options) error {
 // leaderElect runs lead while holding the Lease. Losing the lease ends the process: a
 // restart re-reads every assignment instead of trusting state another leader changed.
 func leaderElect(ctx context.Context, cfg *rest.Config, o options, hz *leaderelection.HealthzAdaptor, lead func(context.Context) error) error {
-	kc, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election"))
+	kc, err := kubernetes.NewForConfig(rest.AddUserAgent(kubeclient.Protobuf(cfg), "leader-election"))
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthlb/berth/bgp"
+	"github.com/berthlb/berth/cmd/internal/kubeclient"
 	"github.com/berthlb/berth/cmd/internal/logflags"
 	"github.com/berthlb/berth/config/v1alpha1"
 	"github.com/berthlb/berth/controller"
@@ -146,7 +147,7 @@ func run(ctx context.Context, o options) error {
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	cfg.UserAgent = "berth-speaker/" + version.Version
-	kc, err := kubernetes.NewForConfig(cfg)
+	kc, err := kubernetes.NewForConfig(kubeclient.Protobuf(cfg))
 	if err != nil {
 		return err
 	}

@@ -91,6 +91,9 @@ func run(ctx context.Context, o options) error {
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	cfg.UserAgent = "berth-baseline"
+	// Protobuf, as berth-controller's clientset (cmd/internal/kubeclient).
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	counts := &requestCounts{m: map[string]int{}}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &countingTransport{next: rt, counts: counts} })
 	kc, err := kubernetes.NewForConfig(cfg)
