@@ -267,7 +267,31 @@ type announcedLoop struct {
 	conflicts map[string][]v1alpha1.L2Conflict
 	// entries is how many Services each node's NodeAnnouncement lists (see settle).
 	entries map[string]int
+	// allocating reports a backlog of allocations; nil: none. Announced writes wait it out.
+	allocating func() bool
 }
+
+// allocationYield is how often a held Announced write looks at the allocation backlog.
+// On a cold start of thousands of Services the conditions came in between the allocations
+// and slowed them by a fifth; addresses matter more, and a Service's condition still comes
+// in one write once they are out.
+const allocationYield = time.Second
+
+// waitForAllocations holds a worker while allocations are backlogged; the Service's later
+// changes merge in the queue meanwhile.
+func (l *announcedLoop) waitForAllocations(ctx context.Context) {
+	for l.allocating != nil && l.allocating() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(allocationYield):
+		}
+	}
+}
+
+// backlogged reports whether the allocation queue holds more Services than its workers
+// take at once.
+func backlogged(queued, workers int) bool { return queued > workers }
 
 // newAnnouncedLoop returns the loop for the Services handles accepts; it starts nothing.
 func newAnnouncedLoop(handles func(*corev1.Service) bool, services corelisters.ServiceLister, recorder record.EventRecorder, conditions *serviceConditions) *announcedLoop {
@@ -559,6 +583,7 @@ func (l *announcedLoop) next(ctx context.Context) bool {
 // sync brings one Service's condition in line with the index, and records the Events the
 // change warrants once the condition is written.
 func (l *announcedLoop) sync(ctx context.Context, key cache.ObjectName) error {
+	l.waitForAllocations(ctx)
 	svc, err := l.services.Services(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
 		l.mu.Lock()

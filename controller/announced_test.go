@@ -308,3 +308,14 @@ func TestWithConflicts(t *testing.T) {
 		t.Errorf("without conflicts the message changed: %q", got.Message)
 	}
 }
+
+func TestBacklogged(t *testing.T) {
+	for _, tc := range []struct {
+		queued, workers int
+		want            bool
+	}{{0, 32, false}, {32, 32, false}, {33, 32, true}, {5000, 32, true}} {
+		if got := backlogged(tc.queued, tc.workers); got != tc.want {
+			t.Errorf("backlogged(%d queued, %d workers) = %v, want %v", tc.queued, tc.workers, got, tc.want)
+		}
+	}
+}

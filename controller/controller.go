@@ -132,6 +132,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	announced := newAnnouncedLoop(c.lb.handles, svcInf.Lister(), c.lb.recorder,
 		newServiceConditions(announcedClient, clock.RealClock{}, c.lb.metrics.conditionWrites))
+	announced.allocating = func() bool { return backlogged(loop.queue.Len(), c.opts.Workers) }
 	announcedSynced, err := c.addAnnouncedHandlers(ctx, announced, svcInf.Informer())
 	if err != nil {
 		return err

@@ -136,11 +136,11 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	o.controller.EventClient = ec
-	// So does the Announced condition, at a fifth of the rate: it must not slow allocation.
-	// When allocation keeps the apiserver busy (a cold start of thousands of Services) its
-	// writes wait, and a Service's changes merge in the queue meanwhile into one write.
+	// So does the Announced condition, at half the rate: it must not slow allocation. Its
+	// writes also wait while allocations are backlogged (a cold start of thousands of
+	// Services), and a Service's changes merge in the queue meanwhile into one write.
 	acfg := kubeclient.Protobuf(cfg)
-	acfg.QPS, acfg.Burst = max(1, cfg.QPS/5), max(1, cfg.Burst/5)
+	acfg.QPS, acfg.Burst = max(1, cfg.QPS/2), max(1, cfg.Burst/2)
 	acfg.UserAgent += " announced"
 	ac, err := kubernetes.NewForConfig(acfg)
 	if err != nil {
