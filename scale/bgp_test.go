@@ -51,6 +51,15 @@ func servicesFromEnv(n int) int {
 	return n
 }
 
+// nodesFromEnv is n, or BERTH_SCALE_NODES when set (a smaller site while working on a
+// scenario).
+func nodesFromEnv(n int) int {
+	if v, err := strconv.Atoi(os.Getenv("BERTH_SCALE_NODES")); err == nil && v > 0 {
+		return v
+	}
+	return n
+}
+
 // BenchmarkBGP10kServices: 10,000 LoadBalancer Services of berth's class from the BGP
 // pool, each with an endpoint on every node, exist before berth-controller starts on a
 // site of 3 nodes peering with FRR and BIRD (the demo's peers; no kube-proxy, which is not

@@ -50,8 +50,8 @@ spec:
 // L2 client is talking to is SIGKILLed, measured until the client's neighbour entry
 // names another node (p50/p99/max).
 func BenchmarkL2FiftyNodes(b *testing.B) {
-	const nodes, proxies, rounds = 50, 3, 20
-	n := servicesFromEnv(1000)
+	const proxies, rounds = 3, 20
+	n, nodes := servicesFromEnv(1000), nodesFromEnv(50)
 	idle := 10 * time.Minute
 	if d, err := time.ParseDuration(os.Getenv("BERTH_SCALE_IDLE")); err == nil {
 		idle = d
