@@ -232,6 +232,10 @@ func newConfig(cfg Config) (*memberlist.Config, *List, error) {
 	mc.Keyring = ring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	mc.Label = label
+	// Pings and acks are a few dozen bytes that LZW does not shrink, and every packet sent
+	// compressed allocates a 64 KiB table: at idle, compressing and collecting that
+	// garbage was a fifth of an idle speaker's CPU. Peers still read compressed packets.
+	mc.EnableCompression = false
 	applyTimings(mc, timings)
 	mc.Delegate = l.meta
 	mc.Events = l.roster
