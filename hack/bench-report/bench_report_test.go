@@ -154,9 +154,10 @@ func TestJudge(t *testing.T) {
 		}
 		return []*rawFile{f}
 	}
-	le := goal{"BenchmarkA", "x-s", "≤", 30, ""}
-	withBase := goal{"BenchmarkA", "x-s", "≤", 30, "base-s"}
-	eq := goal{"BenchmarkA", "n", "=", 0, ""}
+	le := goal{"BenchmarkA", "x-s", "≤", 30, "", "", 0}
+	withBase := goal{"BenchmarkA", "x-s", "≤", 30, "base-s", "", 0}
+	eq := goal{"BenchmarkA", "n", "=", 0, "", "", 0}
+	atFifty := goal{"BenchmarkA", "x-s", "≤", 1, "", "nodes", 50}
 	for _, c := range []struct {
 		name, raw     string
 		g             goal
@@ -173,6 +174,8 @@ func TestJudge(t *testing.T) {
 		{"no baseline measured", "BenchmarkA-2 1 31 x-s", withBase, "31", notMet},
 		{"equal", "BenchmarkA-2 1 0 n", eq, "0", met},
 		{"not equal", "BenchmarkA-2 1 1 n", eq, "1", notMet},
+		{"at the goal's size", "BenchmarkA-2 1 0.9 x-s 50 nodes", atFifty, "0.9", met},
+		{"smaller than the goal's size", "BenchmarkA-2 1 0.9 x-s 30 nodes", atFifty, "0.9 at 30 nodes", "yes at 30 nodes (50 not measured)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := judge(c.g, file(c.raw))
