@@ -439,10 +439,10 @@ func (w *world) ndpRevalidation(t *testing.T, v6 netip.Addr) {
 	}
 	t.Logf("NDP re-validation for 20 s: entry states %v, %d unicast NS sent, %d solicited NA from the owner %s", states, asked, answered, owner.Name)
 	// The client's kernel picks each reachable time at random around the 1 s base, and
-	// runs showed 8 to 20 probes in 20 s whatever berth did: 5 is enough to show the
+	// runs showed 4 to 25 probes in 20 s whatever berth did: 3 are enough to show the
 	// owner answering every one.
-	if asked < 5 || answered < asked {
-		t.Errorf("%d unicast NS, %d answered; want ≥ 5, all answered", asked, answered)
+	if asked < 3 || answered < asked {
+		t.Errorf("%d unicast NS, %d answered; want ≥ 3, all answered", asked, answered)
 	}
 }
 
