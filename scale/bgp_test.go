@@ -44,17 +44,15 @@ spec:
 
 // servicesFromEnv is n, or BERTH_SCALE_SERVICES when set (a smaller run while working on
 // a scenario; the report is made with the defaults).
-func servicesFromEnv(n int) int {
-	if v, err := strconv.Atoi(os.Getenv("BERTH_SCALE_SERVICES")); err == nil && v > 0 {
-		return v
-	}
-	return n
-}
+func servicesFromEnv(n int) int { return intFromEnv("BERTH_SCALE_SERVICES", n) }
 
 // nodesFromEnv is n, or BERTH_SCALE_NODES when set (a smaller site while working on a
 // scenario).
-func nodesFromEnv(n int) int {
-	if v, err := strconv.Atoi(os.Getenv("BERTH_SCALE_NODES")); err == nil && v > 0 {
+func nodesFromEnv(n int) int { return intFromEnv("BERTH_SCALE_NODES", n) }
+
+// intFromEnv is the positive number in the environment variable name, else n.
+func intFromEnv(name string, n int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
 	return n

@@ -40,8 +40,8 @@ func FrontDoor(d Decisions) datapath.Desired {
 	return out
 }
 
-// frontDoorPause is the least time between a change and its apply, and between two
-// applies: a burst of changes becomes one.
+// frontDoorPause is the least time between a change and its apply: a burst of changes
+// becomes one.
 const frontDoorPause = 100 * time.Millisecond
 
 // followFrontDoor applies the front door on every change of the decisions, once they are
@@ -55,7 +55,7 @@ func (s *Speaker) followFrontDoor(ctx context.Context) {
 	defer retry.Stop()
 	failing, tried := false, false
 	var lastConflicts []string
-	pace := pacer{min: frontDoorPause, ratio: executorPaceRatio}
+	pace := pacer{ratio: executorPaceRatio}
 	for {
 		start := time.Now()
 		if d := s.state.Decisions(); d.Synced {

@@ -8,12 +8,10 @@ import (
 // pacer spaces an executor's passes. Each pass reconciles the whole desired state, so its
 // cost grows with the number of Services: at 10,000, back-to-back passes while Services
 // are being allocated would keep a core busy and starve the apiserver beside them. After a
-// pass that took d, the next starts no sooner than max(min, ratio×d) after it ended. A
-// change after a quiet spell goes through at once; a stream of changes is taken in batches
-// that grow with the pass's cost, and the executor's share of a core stays under
-// 1/(1+ratio).
+// pass that took d, the next starts no sooner than ratio×d after it ended. A change after
+// a quiet spell goes through at once; a stream of changes is taken in batches that grow
+// with the pass's cost, and the executor's share of a core stays under 1/(1+ratio).
 type pacer struct {
-	min   time.Duration
 	ratio int
 
 	ended time.Time     // when the last pass ended; zero before the first
@@ -28,7 +26,7 @@ func (p *pacer) next() time.Time {
 	if p.ended.IsZero() {
 		return time.Time{}
 	}
-	return p.ended.Add(max(p.min, time.Duration(p.ratio)*p.took))
+	return p.ended.Add(time.Duration(p.ratio) * p.took)
 }
 
 // wait blocks until the next pass may start; false when ctx ended first.

@@ -13,10 +13,9 @@ func TestPacerNext(t *testing.T) {
 		p    pacer
 		want time.Time
 	}{
-		{"before the first pass: at once", pacer{min: time.Second, ratio: 3}, time.Time{}},
-		{"a cheap pass: the least pause", pacer{min: 100 * time.Millisecond, ratio: 3, ended: end, took: time.Millisecond}, end.Add(100 * time.Millisecond)},
-		{"a costly pass: ratio times its cost", pacer{min: 100 * time.Millisecond, ratio: 3, ended: end, took: 50 * time.Millisecond}, end.Add(150 * time.Millisecond)},
-		{"no least pause", pacer{ratio: 3, ended: end, took: 20 * time.Millisecond}, end.Add(60 * time.Millisecond)},
+		{"before the first pass: at once", pacer{ratio: 3}, time.Time{}},
+		{"a cheap pass: a short pause", pacer{ratio: 3, ended: end, took: time.Millisecond}, end.Add(3 * time.Millisecond)},
+		{"a costly pass: ratio times its cost", pacer{ratio: 3, ended: end, took: 50 * time.Millisecond}, end.Add(150 * time.Millisecond)},
 	} {
 		if got := tc.p.next(); !got.Equal(tc.want) {
 			t.Errorf("%s: next = %v, want %v", tc.name, got, tc.want)
