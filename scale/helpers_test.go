@@ -19,7 +19,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -332,15 +331,7 @@ func progress(b *testing.B, since time.Time, state func() string) (stop func()) 
 // machine it measures.
 func slowly(b *testing.B, timeout time.Duration, what string, cond func(context.Context) (string, bool)) {
 	b.Helper()
-	var last string
-	err := wait.PollUntilContextTimeout(b.Context(), time.Second, timeout, true, func(ctx context.Context) (bool, error) {
-		seen, ok := cond(ctx)
-		if ctx.Err() == nil {
-			last = seen
-		}
-		return ok, nil
-	})
-	if err != nil {
-		b.Fatalf("%s: not within %v (%v); last: %s", what, timeout, err, last)
+	if _, err := lab.Poll(b.Context(), time.Second, timeout, what, cond); err != nil {
+		b.Fatal(err)
 	}
 }

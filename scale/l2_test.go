@@ -5,6 +5,7 @@ package scale
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -48,7 +49,9 @@ spec:
 // (nftables counters in every node) and the false failovers (L2 takeovers and member
 // deaths while nothing changes; goal 0); then 20 failovers: the owner of an address the
 // L2 client is talking to is SIGKILLed, measured until the client's neighbour entry
-// names another node (p50/p99/max).
+// names another node (p50/p99/max). A round whose address has no single owner within a
+// minute is left out (unsettled-rounds); one whose client has not moved within moveBound
+// counts as moveBound (failover-timeouts): a flapping site still reports its figures.
 func BenchmarkL2FiftyNodes(b *testing.B) {
 	const proxies, rounds = 3, 20
 	n, nodes := servicesFromEnv(1000), nodesFromEnv(50)
@@ -118,60 +121,33 @@ func BenchmarkL2FiftyNodes(b *testing.B) {
 		idle, perNode, sent, takeovers, deaths)
 
 	// Failovers: a different address each round, so that each round's owner differs.
-	client := w.site.Network().L2Client
 	macs := map[string]string{}
 	for _, nd := range w.site.Nodes() {
 		macs[nd.L2MAC.String()] = nd.Name
 	}
 	var takeoverTimes []time.Duration
+	var unsettled, timeouts int
 	for round := range rounds {
 		svc := fmt.Sprintf("svc-%05d", round*(n/rounds))
-		ip := w.ingressOf(b, ns, svc)
-		probe, err := w.site.StartProber(ctx, client.NS, netip.AddrPortFrom(ip, 80), 20*time.Millisecond, false)
-		if err != nil {
-			b.Fatal(err)
+		took, err := w.failover(b, round, ns, svc, macs)
+		switch {
+		case errors.Is(err, errUnsettled):
+			unsettled++
+			b.Logf("round %d left out: %v", round, err)
+			continue
+		case err != nil:
+			timeouts++
+			b.Logf("round %d counts as %v: %v", round, took, err)
 		}
-		var owner string
-		lab.Eventually(b, time.Minute, fmt.Sprintf("round %d: the client sends %s to the owner its Service names", round, ip), func(ctx context.Context) (string, bool) {
-			mac, err := client.NS.NeighborMAC(ctx, ip)
-			if err != nil {
-				return err.Error(), false
-			}
-			s, err := w.kc.CoreV1().Services(ns).Get(ctx, svc, metav1.GetOptions{})
-			if err != nil {
-				return err.Error(), false
-			}
-			owner = ""
-			if c := meta.FindStatusCondition(s.Status.Conditions, "berth.dev/Announced"); c != nil {
-				owner = ownerIn(c.Message)
-			}
-			return fmt.Sprintf("client → %s, owner %q", macs[mac.String()], owner), owner != "" && macs[mac.String()] == owner
-		})
-		sp := w.berth.Speakers[owner]
-		killed := time.Now()
-		if err := sp.Stop(ctx, syscall.SIGKILL); err != nil {
-			b.Fatal(err)
-		}
-		var now string
-		lab.Eventually(b, 10*time.Second, fmt.Sprintf("round %d: the client moves %s off %s", round, ip, owner), func(ctx context.Context) (string, bool) {
-			mac, err := client.NS.NeighborMAC(ctx, ip)
-			now = macs[mac.String()]
-			return fmt.Sprint(mac, err), err == nil && now != "" && now != owner
-		})
-		took := time.Since(killed)
 		takeoverTimes = append(takeoverTimes, took)
-		b.Logf("round %d: %s SIGKILLed → the client sends %s to %s after %v", round, owner, ip, now, took.Round(time.Millisecond))
-		if err := sp.Start(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := probe.Stop(time.Second); err != nil {
-			b.Logf("stop the prober: %v", err)
-		}
+	}
+	if len(takeoverTimes) == 0 {
+		b.Fatalf("no failover round could be measured: %d of %d had no single owner", unsettled, rounds)
 	}
 	slices.Sort(takeoverTimes)
 	p50, p99, worst := percentile(takeoverTimes, 50), percentile(takeoverTimes, 99), takeoverTimes[len(takeoverTimes)-1]
-	b.Logf("L2 failover at %d nodes over %d kills: p50 %v p99 %v max %v (goal p99 ≤ 1s)", nodes, rounds,
-		p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))
+	b.Logf("L2 failover at %d nodes over %d kills (%d timed out; %d rounds left out, no single owner): p50 %v p99 %v max %v (goal p99 ≤ 1s)",
+		nodes, len(takeoverTimes), timeouts, unsettled, p50.Round(time.Millisecond), p99.Round(time.Millisecond), worst.Round(time.Millisecond))
 	var peak int64
 	for _, sp := range w.berth.Speakers {
 		if u, err := readUsage(sp.Process().PID()); err == nil {
@@ -189,6 +165,8 @@ func BenchmarkL2FiftyNodes(b *testing.B) {
 	b.ReportMetric(seconds(p50), "failover-p50-s")
 	b.ReportMetric(seconds(p99), "failover-p99-s")
 	b.ReportMetric(seconds(worst), "failover-max-s")
+	b.ReportMetric(float64(timeouts), "failover-timeouts")
+	b.ReportMetric(float64(unsettled), "unsettled-rounds")
 	b.ReportMetric(mb(peak), "speaker-peak-rss-MB")
 }
 
@@ -226,18 +204,92 @@ func (w *world) ingressOf(b *testing.B, ns, name string) netip.Addr {
 	return netip.MustParseAddr(s.Status.LoadBalancer.Ingress[0].IP)
 }
 
-// ownerIn reads the node of the first "L2 <ips> from <node> (...)" clause of an
-// Announced condition's message (docs/controller.md documents the format).
-func ownerIn(msg string) string {
+// soleOwnerIn reads the node of the first "L2 <ips> from <nodes> (...)" clause of an
+// Announced condition's message (docs/controller.md documents the format), or "" when
+// that clause names more than one node.
+func soleOwnerIn(msg string) string {
 	for clause := range strings.SplitSeq(msg, "; ") {
 		if rest, ok := strings.CutPrefix(clause, "L2 "); ok {
 			if _, from, ok := strings.Cut(rest, " from "); ok {
-				node, _, _ := strings.Cut(from, " ")
-				return node
+				nodes, _, _ := strings.Cut(from, " (")
+				if strings.Contains(nodes, ",") {
+					return ""
+				}
+				return nodes
 			}
 		}
 	}
 	return ""
+}
+
+// errUnsettled: a failover round found no single node to kill.
+var errUnsettled = errors.New("no single owner")
+
+// moveBound is how long a failover round waits for the L2 client to move; a round that
+// reaches it counts as moveBound, so that a flapping site still reports its figures, and
+// misses the goal.
+const moveBound = 10 * time.Second
+
+// failover SIGKILLs the one node that answers for svc's address, while the L2 client
+// talks to it, and returns how long the client took to send to another node; the killed
+// speaker is started again. errUnsettled: within a minute the address had no single owner
+// the client talked to, and nothing was killed. Any other error comes with moveBound: the
+// client had not moved.
+func (w *world) failover(b *testing.B, round int, ns, svc string, macs map[string]string) (time.Duration, error) {
+	ctx := b.Context()
+	client := w.site.Network().L2Client
+	ip := w.ingressOf(b, ns, svc)
+	probe, err := w.site.StartProber(ctx, client.NS, netip.AddrPortFrom(ip, 80), 20*time.Millisecond, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := probe.Stop(time.Second); err != nil {
+			b.Logf("stop the prober: %v", err)
+		}
+	}()
+	var owner string
+	_, err = lab.Poll(ctx, 20*time.Millisecond, time.Minute, fmt.Sprintf("round %d: the client sends %s to the one owner its Service names", round, ip), func(ctx context.Context) (string, bool) {
+		mac, err := client.NS.NeighborMAC(ctx, ip)
+		if err != nil {
+			return err.Error(), false
+		}
+		s, err := w.kc.CoreV1().Services(ns).Get(ctx, svc, metav1.GetOptions{})
+		if err != nil {
+			return err.Error(), false
+		}
+		owner = ""
+		c := meta.FindStatusCondition(s.Status.Conditions, "berth.dev/Announced")
+		if c != nil {
+			owner = soleOwnerIn(c.Message)
+		}
+		return fmt.Sprintf("client → %s, Announced %q", macs[mac.String()], c), owner != "" && macs[mac.String()] == owner
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errUnsettled, err)
+	}
+	sp := w.berth.Speakers[owner]
+	killed := time.Now()
+	if err := sp.Stop(ctx, syscall.SIGKILL); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := sp.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}()
+	var now string
+	_, err = lab.Poll(ctx, 20*time.Millisecond, moveBound, fmt.Sprintf("round %d: the client moves %s off %s", round, ip, owner), func(ctx context.Context) (string, bool) {
+		mac, err := client.NS.NeighborMAC(ctx, ip)
+		now = macs[mac.String()]
+		return fmt.Sprint(mac, err), err == nil && now != "" && now != owner
+	})
+	if err != nil {
+		return moveBound, err
+	}
+	took := time.Since(killed)
+	b.Logf("round %d: %s SIGKILLed → the client sends %s to %s after %v", round, owner, ip, now, took.Round(time.Millisecond))
+	return took, nil
 }
 
 // l2Owners counts, over every node's NodeAnnouncement, the addresses one node answers
