@@ -102,33 +102,33 @@ func TestBGPPaths(t *testing.T) {
 	pfx := netip.MustParsePrefix
 	tests := []struct {
 		name string
-		svcs []ServiceDecision
+		svcs []*ServiceDecision
 		want []bgp.Path
 	}{
 		{"host routes with the advertisement's attributes",
-			[]ServiceDecision{{Name: "a", IPs: []IPDecision{ip("203.0.113.10", route(tagged, "frr", "bird")), ip("2001:db8:113::10", route(tagged, "frr6"))}}},
+			[]*ServiceDecision{{Name: "a", IPs: []IPDecision{ip("203.0.113.10", route(tagged, "frr", "bird")), ip("2001:db8:113::10", route(tagged, "frr6"))}}},
 			[]bgp.Path{
 				{Prefix: pfx("203.0.113.10/32"), Peers: []string{"frr", "bird"}, Communities: []uint32{64512<<16 | 100},
 					LargeCommunities: [][3]uint32{{64512, 1, 2}}, LocalPref: 200},
 				{Prefix: pfx("2001:db8:113::10/128"), Peers: []string{"frr6"}, Communities: []uint32{64512<<16 | 100},
 					LargeCommunities: [][3]uint32{{64512, 1, 2}}, LocalPref: 200},
 			}},
-		{"not announced", []ServiceDecision{{Name: "a", IPs: []IPDecision{ip("203.0.113.10")}}}, nil},
+		{"not announced", []*ServiceDecision{{Name: "a", IPs: []IPDecision{ip("203.0.113.10")}}}, nil},
 		{"aggregated and masked, once for many IPs",
-			[]ServiceDecision{
+			[]*ServiceDecision{
 				{Name: "a", IPs: []IPDecision{ip("203.0.113.10", route(agg, "frr")), ip("2001:db8:113::10", route(agg, "frr"))}},
 				{Name: "b", IPs: []IPDecision{ip("203.0.113.77", route(agg, "frr"))}},
 			},
 			[]bgp.Path{{Prefix: pfx("203.0.113.0/24"), Peers: []string{"frr"}}, {Prefix: pfx("2001:db8:113::/64"), Peers: []string{"frr"}}}},
 		{"two advertisements: two paths for one prefix",
-			[]ServiceDecision{{Name: "a", IPs: []IPDecision{ip("203.0.113.10", route(tagged, "frr"), route(agg, "bird"))}}},
+			[]*ServiceDecision{{Name: "a", IPs: []IPDecision{ip("203.0.113.10", route(tagged, "frr"), route(agg, "bird"))}}},
 			[]bgp.Path{
 				{Prefix: pfx("203.0.113.10/32"), Peers: []string{"frr"}, Communities: []uint32{64512<<16 | 100},
 					LargeCommunities: [][3]uint32{{64512, 1, 2}}, LocalPref: 200},
 				{Prefix: pfx("203.0.113.0/24"), Peers: []string{"bird"}},
 			}},
 		{"a shared IP once",
-			[]ServiceDecision{
+			[]*ServiceDecision{
 				{Name: "a", IPs: []IPDecision{ip("203.0.113.10", route(agg, "frr"))}},
 				{Name: "b", IPs: []IPDecision{ip("203.0.113.10", route(agg, "frr"))}},
 			},

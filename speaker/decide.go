@@ -332,11 +332,12 @@ func (c *Cluster) cover(pools []string, add func(*poolAds)) {
 // that during a rolling upgrade old and new speakers elect alike.
 func (c *Cluster) Version() uint32 { return c.version }
 
-// Decide decides every Service, in order.
-func (c *Cluster) Decide(svcs []Service) []ServiceDecision {
-	out := make([]ServiceDecision, len(svcs))
+// Decide decides every Service, in order, as Decisions lists them.
+func (c *Cluster) Decide(svcs []Service) []*ServiceDecision {
+	out := make([]*ServiceDecision, len(svcs))
 	for i := range svcs {
-		out[i] = decisionFor(&svcs[i], c.DecideService(&svcs[i]))
+		sd := decisionFor(&svcs[i], c.DecideService(&svcs[i]))
+		out[i] = &sd
 	}
 	return out
 }

@@ -135,6 +135,7 @@ func BenchmarkStateEndpointChange(b *testing.B) {
 		s.Endpoints = append([]Endpoint{{Node: in.Nodes[i%len(in.Nodes)].Name, Ready: true, Serving: true}}, s.Endpoints[1:]...)
 		st.ServiceChanged(src.set(s))
 		st.pass()
+		st.Decisions() // the executors read after every change, so the next one copies the list
 		i++
 	}
 }

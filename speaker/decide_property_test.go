@@ -84,7 +84,7 @@ func randomWorld(seed uint64, nodes, services int) world {
 }
 
 // ownership maps Service IP keys ("ns/name ip") to the L2 decision's owner and next.
-func ownership(ds []ServiceDecision) map[string][2]string {
+func ownership(ds []*ServiceDecision) map[string][2]string {
 	out := map[string][2]string{}
 	for _, s := range ds {
 		for _, d := range s.IPs {

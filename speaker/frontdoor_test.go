@@ -11,7 +11,7 @@ import (
 
 func TestFrontDoor(t *testing.T) {
 	a, a6, b := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:113::10"), netip.MustParseAddr("203.0.113.11")
-	d := Decisions{Services: []ServiceDecision{
+	d := Decisions{Services: []*ServiceDecision{
 		{Name: "web", IPs: []IPDecision{{IP: a, Pool: "p", L2: L2Decision{Announce: true}}, {IP: a6, Pool: "p"}},
 			Ports: []Port{{Protocol: "TCP", Port: 80}, {Protocol: "UDP", Port: 443}}},
 		// Not announced here, still closed: another node may hand it over.

@@ -13,7 +13,7 @@ func TestL2Assignments(t *testing.T) {
 	ip := func(s string, announce bool, ifs ...string) IPDecision {
 		return IPDecision{IP: netip.MustParseAddr(s), L2: L2Decision{Announce: announce, Interfaces: ifs}}
 	}
-	d := Decisions{Services: []ServiceDecision{
+	d := Decisions{Services: []*ServiceDecision{
 		{Namespace: "a", Name: "dual", IPs: []IPDecision{ip("198.18.2.193", true, "eth1"), ip("2001:db8:18:2::1:5", true, "eth1")}},
 		{Namespace: "a", Name: "elsewhere", IPs: []IPDecision{ip("198.18.2.194", false)}},
 		{Namespace: "b", Name: "shares", IPs: []IPDecision{ip("198.18.2.193", true, "eth1")}},

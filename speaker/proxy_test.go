@@ -26,7 +26,7 @@ func TestProxyFrontends(t *testing.T) {
 	n2 := ProxyNode{Name: "n2", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.12"), netip.MustParseAddr("2001:db8:18::12")}, Healthy: true}
 	n3 := ProxyNode{Name: "n3", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.13")}, Healthy: true}
 	sick := ProxyNode{Name: "n4", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.14")}}
-	d := Decisions{Services: []ServiceDecision{
+	d := Decisions{Services: []*ServiceDecision{
 		{Name: "cluster", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}, {IP: lb6, Pool: "p", Proxy: true}}, Ports: ports, Local: local, TrafficPolicy: TrafficPolicyCluster},
 		{Name: "local", IPs: []IPDecision{{IP: netip.MustParseAddr("203.0.113.11"), Pool: "p", Proxy: true}}, Ports: ports, Local: local, TrafficPolicy: TrafficPolicyLocal},
 		{Name: "only-terminating", IPs: []IPDecision{{IP: netip.MustParseAddr("203.0.113.12"), Pool: "p", Proxy: true}}, Ports: ports,
@@ -84,7 +84,7 @@ func TestProxyNodes(t *testing.T) {
 func TestProxySourceRanges(t *testing.T) {
 	lb, lb6 := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8:113::10")
 	v4 := netip.MustParsePrefix("198.51.100.0/24")
-	d := Decisions{Services: []ServiceDecision{
+	d := Decisions{Services: []*ServiceDecision{
 		{Name: "restricted", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}, {IP: lb6, Pool: "p", Proxy: true}},
 			Ports: []Port{{Protocol: "TCP", Port: 80}}, SourceRanges: []netip.Prefix{v4}},
 		{Name: "open", IPs: []IPDecision{{IP: netip.MustParseAddr("203.0.113.11"), Pool: "p", Proxy: true}}, Ports: []Port{{Protocol: "TCP", Port: 80}}},
@@ -110,7 +110,7 @@ func TestProxyConflictsAndTerminating(t *testing.T) {
 	gone := netip.MustParseAddrPort("198.19.1.9:8080")
 	ports := []Port{{Name: "http", Protocol: "TCP", Port: 80, NodePort: 30080}}
 	n2 := ProxyNode{Name: "n2", Addrs: []netip.Addr{netip.MustParseAddr("198.18.0.12")}, Healthy: true}
-	d := Decisions{Services: []ServiceDecision{
+	d := Decisions{Services: []*ServiceDecision{
 		{Namespace: "a", Name: "first", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}}, Ports: ports,
 			Local: []LocalEndpoint{{PortName: "http", Addr: gone}}, TrafficPolicy: TrafficPolicyCluster},
 		{Namespace: "b", Name: "second", IPs: []IPDecision{{IP: lb, Pool: "p", Proxy: true}}, Ports: ports},

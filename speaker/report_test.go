@@ -12,7 +12,7 @@ func TestAnnouncementStatus(t *testing.T) {
 	ip := netip.MustParseAddr("198.18.2.193")
 	d := Decisions{Node: "n1", DecisionVersion: 1,
 		Members: []Member{{Name: "n1", L2Interfaces: []string{"eth1"}}, {Name: "n2", L2Interfaces: []string{"eth2"}}},
-		Services: []ServiceDecision{
+		Services: []*ServiceDecision{
 			{Namespace: "a", Name: "l2", IPs: []IPDecision{{IP: ip, L2: L2Decision{Announce: true, Interfaces: []string{"eth1"}}}}},
 			{Namespace: "a", Name: "elsewhere", IPs: []IPDecision{{IP: ip, L2: L2Decision{Reason: NotElected}}}},
 		}}
