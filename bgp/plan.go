@@ -55,10 +55,25 @@ func (a attrs) merge(b attrs) attrs {
 
 func attrsOf(p Path) attrs {
 	return attrs{
-		communities: sortedUnique(slices.Clone(p.Communities), cmp.Compare[uint32]),
-		large:       sortedUnique(slices.Clone(p.LargeCommunities), compareLarge),
+		communities: sortedUniqueOf(p.Communities, cmp.Compare[uint32]),
+		large:       sortedUniqueOf(p.LargeCommunities, compareLarge),
 		localPref:   p.LocalPref,
 	}
+}
+
+// sortedUniqueOf is s sorted and without repeats: s itself when it already is (paths of
+// one advertisement share its lists, and this runs for every path on every change), else
+// a sorted copy. Nobody may modify the result.
+func sortedUniqueOf[T comparable](s []T, c func(a, b T) int) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	for i := 1; i < len(s); i++ {
+		if c(s[i-1], s[i]) >= 0 {
+			return sortedUnique(slices.Clone(s), c)
+		}
+	}
+	return s
 }
 
 func compareLarge(a, b [3]uint32) int {
@@ -74,15 +89,21 @@ func sortedUnique[T comparable](s []T, c func(a, b T) int) []T {
 	return s
 }
 
-// wanted is what SetPaths asks for: per prefix, per peer name, the attributes.
-type wanted map[netip.Prefix]map[string]attrs
+// wanted is what SetPaths asks for: per prefix and peer name, the attributes. One flat
+// map: a map per prefix was most of the speaker's garbage at 10,000 Services.
+type wanted map[prefixPeer]attrs
+
+type prefixPeer struct {
+	prefix netip.Prefix
+	peer   string
+}
 
 // mergePaths validates paths and merges them by prefix and peer: two paths for the same
 // prefix and peer send one route whose communities are the union and whose LOCAL_PREF is
 // the higher. A path naming no peer advertises nothing. Invalid paths are left out and
 // reported.
 func mergePaths(paths []Path) (wanted, error) {
-	w := wanted{}
+	w := make(wanted, len(paths))
 	var errs []error
 	for _, p := range paths {
 		if err := p.validate(); err != nil {
@@ -91,15 +112,11 @@ func mergePaths(paths []Path) (wanted, error) {
 		}
 		a := attrsOf(p)
 		for _, name := range p.Peers {
-			byPeer := w[p.Prefix]
-			if byPeer == nil {
-				byPeer = map[string]attrs{}
-				w[p.Prefix] = byPeer
-			}
-			if have, ok := byPeer[name]; ok {
-				byPeer[name] = have.merge(a)
+			k := prefixPeer{p.Prefix, name}
+			if have, ok := w[k]; ok {
+				w[k] = have.merge(a)
 			} else {
-				byPeer[name] = a
+				w[k] = a
 			}
 		}
 	}
@@ -135,13 +152,13 @@ func (e ribEntry) equal(f ribEntry) bool {
 // groups with peerID and groupID.
 func ribOf(w wanted, peerID func(string) uint32, groupID func(attrs) uint32) map[netip.Prefix]ribEntry {
 	rib := make(map[netip.Prefix]ribEntry, len(w))
-	for prefix, byPeer := range w {
-		var e ribEntry
-		for name, a := range byPeer {
-			e.markers = append(e.markers, marker{peer: peerID(name), group: groupID(a)})
-		}
+	for k, a := range w {
+		e := rib[k.prefix]
+		e.markers = append(e.markers, marker{peer: peerID(k.peer), group: groupID(a)})
+		rib[k.prefix] = e
+	}
+	for _, e := range rib {
 		slices.SortFunc(e.markers, compareMarker)
-		rib[prefix] = e
 	}
 	return rib
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-var attrsCmp = cmp.AllowUnexported(attrs{}, ribEntry{}, marker{}, peerDiff{}, ribDiff{})
+var attrsCmp = cmp.AllowUnexported(attrs{}, ribEntry{}, marker{}, peerDiff{}, ribDiff{}, prefixPeer{})
 
 func TestMergePaths(t *testing.T) {
 	p1, p6 := pfx("203.0.113.1/32"), pfx("2001:db8:113::1/128")
@@ -23,22 +23,22 @@ func TestMergePaths(t *testing.T) {
 		{name: "empty", paths: nil, want: wanted{}},
 		{name: "one path, two peers",
 			paths: []Path{{Prefix: p1, Peers: []string{"a", "b"}, Communities: []uint32{2, 1, 2}, LocalPref: 50}},
-			want: wanted{p1: {
-				"a": {communities: []uint32{1, 2}, localPref: 50},
-				"b": {communities: []uint32{1, 2}, localPref: 50}}}},
+			want: wanted{
+				{p1, "a"}: {communities: []uint32{1, 2}, localPref: 50},
+				{p1, "b"}: {communities: []uint32{1, 2}, localPref: 50}}},
 		{name: "same prefix, different peers keep their own attributes",
 			paths: []Path{
 				{Prefix: p1, Peers: []string{"a"}, Communities: []uint32{1}},
 				{Prefix: p1, Peers: []string{"b"}, LargeCommunities: [][3]uint32{{1, 2, 3}}},
 			},
-			want: wanted{p1: {"a": {communities: []uint32{1}}, "b": {large: [][3]uint32{{1, 2, 3}}}}}},
+			want: wanted{{p1, "a"}: {communities: []uint32{1}}, {p1, "b"}: {large: [][3]uint32{{1, 2, 3}}}}},
 		{name: "same prefix and peer merge: union of communities, highest LOCAL_PREF",
 			paths: []Path{
 				{Prefix: p6, Peers: []string{"a"}, Communities: []uint32{3}, LargeCommunities: [][3]uint32{{9, 9, 9}}, LocalPref: 100},
 				{Prefix: p6, Peers: []string{"a"}, Communities: []uint32{1, 3}, LargeCommunities: [][3]uint32{{1, 1, 1}, {9, 9, 9}}, LocalPref: 300},
 				{Prefix: p6, Peers: []string{"a"}, LocalPref: 200},
 			},
-			want: wanted{p6: {"a": {communities: []uint32{1, 3}, large: [][3]uint32{{1, 1, 1}, {9, 9, 9}}, localPref: 300}}}},
+			want: wanted{{p6, "a"}: {communities: []uint32{1, 3}, large: [][3]uint32{{1, 1, 1}, {9, 9, 9}}, localPref: 300}}},
 		{name: "no peers: nothing to advertise",
 			paths: []Path{{Prefix: p1}},
 			want:  wanted{}},
@@ -49,7 +49,7 @@ func TestMergePaths(t *testing.T) {
 				{Prefix: p1, Peers: []string{""}},
 				{Prefix: p6, Peers: []string{"a"}},
 			},
-			want:    wanted{p6: {"a": {}}},
+			want:    wanted{{p6, "a"}: {}},
 			wantErr: []netip.Prefix{pfx("203.0.113.1/24"), {}, p1}},
 	}
 	for _, tt := range tests {
@@ -118,9 +118,9 @@ func TestRIBOfAndDiff(t *testing.T) {
 	g1 := c.group(attrs{communities: []uint32{1}})
 	g0 := c.group(attrs{})
 	installed := ribOf(wanted{
-		p1: {"a": {communities: []uint32{1}}, "b": {}},
-		p2: {"a": {}},
-		p3: {"b": {}},
+		{p1, "a"}: {communities: []uint32{1}}, {p1, "b"}: {},
+		{p2, "a"}: {},
+		{p3, "b"}: {},
 	}, c.peer, c.group)
 	want := map[netip.Prefix]ribEntry{
 		p1: {markers: []marker{{ida, g1}, {idb, g0}}},
@@ -134,8 +134,8 @@ func TestRIBOfAndDiff(t *testing.T) {
 		t.Errorf("markersOf() (-want +got):\n%s", d)
 	}
 	desired := ribOf(wanted{
-		p1: {"a": {communities: []uint32{1}}, "b": {}}, // unchanged
-		p2: {"b": {}},                                  // moved to b
+		{p1, "a"}: {communities: []uint32{1}}, {p1, "b"}: {}, // unchanged
+		{p2, "b"}: {}, // moved to b
 	}, c.peer, c.group)
 	got := diffRIB(installed, desired)
 	if d := cmp.Diff(ribDiff{put: []netip.Prefix{p2}, withdraw: []netip.Prefix{p3}}, got, attrsCmp, netipEqual); d != "" {

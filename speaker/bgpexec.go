@@ -85,12 +85,14 @@ func BGPPeers(snap *config.Snapshot, self Node, passwords func(*v1alpha1.SecretK
 // masked) with the advertisement's communities, large communities and LOCAL_PREF, to the
 // route's peers. A path that two IPs or two Services produce alike appears once.
 func BGPPaths(d Decisions) []bgp.Path {
-	var out []bgp.Path
+	// Sized for an IP per Service: this runs on every change, at 10,000 Services too.
+	out := make([]bgp.Path, 0, len(d.Services))
 	type key struct {
 		prefix netip.Prefix
 		ad     *config.BGPAdvertisement
 	}
-	seen := map[key]bool{}
+	seen := make(map[key]bool, len(d.Services))
+	large := map[*config.BGPAdvertisement][][3]uint32{} // shared by the paths of an advertisement
 	for _, sd := range d.Services {
 		for _, ip := range sd.IPs {
 			if !ip.BGP.Announce {
@@ -103,16 +105,23 @@ func BGPPaths(d Decisions) []bgp.Path {
 					continue
 				}
 				seen[key{prefix, a}] = true
-				p := bgp.Path{Prefix: prefix, Peers: r.Peers, Communities: a.Communities}
-				for _, lc := range a.LargeCommunities {
-					p.LargeCommunities = append(p.LargeCommunities, [3]uint32{lc.Global, lc.Local1, lc.Local2})
+				lcs, ok := large[a]
+				if !ok {
+					for _, lc := range a.LargeCommunities {
+						lcs = append(lcs, [3]uint32{lc.Global, lc.Local1, lc.Local2})
+					}
+					large[a] = lcs
 				}
+				p := bgp.Path{Prefix: prefix, Peers: r.Peers, Communities: a.Communities, LargeCommunities: lcs}
 				if a.LocalPref != nil {
 					p.LocalPref = *a.LocalPref
 				}
 				out = append(out, p)
 			}
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }
