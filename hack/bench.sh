@@ -7,7 +7,8 @@
 #
 #   hack/bench.sh [go] [scale] [slo]     those steps only (default all)
 #   BENCH_SCALE=L2 hack/bench.sh scale   those scale scenarios only (a -bench pattern); the
-#                                        others' results stay in scale.txt
+#                                        others' results stay in scale.txt; BERTH_SCALE_*
+#                                        (docs/bench.md) go into the step's command
 #
 # A step not run keeps its previous raw file. Logs go beside the raw files (*.log, not
 # committed); each step's command, start, wall time, load average and exit status go to
@@ -83,7 +84,12 @@ for step in "${steps[@]}"; do
 		if [ "$sel" != . ]; then
 			name="scale $sel" log="scale-$(printf %s "$sel" | tr -c 'A-Za-z0-9' _).log"
 		fi
-		run "$name" scale.txt "$log" "go test -tags scale -run '^\$' -bench '$sel' -benchtime 1x -count 1 -timeout 100m -v ./scale"
+		# The scenarios' sizes set in the environment (BERTH_SCALE_*) belong to the command.
+		sizes=""
+		while IFS= read -r kv; do
+			sizes+="${kv%%=*}=$(printf %q "${kv#*=}") "
+		done < <(env | grep -E '^BERTH_SCALE_[A-Z_]+=' | sort)
+		run "$name" scale.txt "$log" "${sizes}go test -tags scale -run '^\$' -bench '$sel' -benchtime 1x -count 1 -timeout 100m -v ./scale"
 		# benchstat's part of the log: the header and the result lines, after the results of
 		# the scenarios this run left out.
 		result='^Benchmark[^[:space:]]*[[:space:]]+[0-9]+[[:space:]]'
