@@ -12,8 +12,9 @@ if [ "${1:-}" = --run ]; then
 fi
 tags=${1:?usage: hack/tagged-packages.sh [--run] TAGS}
 files='{{.ImportPath}} {{.Dir}} {{join .TestGoFiles " "}} {{join .XTestGoFiles " "}}'
+plain=$(go list -f "$files" ./...)
 # One line per package whose tagged test files differ: "path dir file...", tagged build.
-lines=$(diff <(go list -f "$files" ./...) <(go list -tags "$tags" -f "$files" ./...) | sed -n 's/^> //p' || true)
+lines=$(diff <(echo "$plain") <(go list -tags "$tags" -f "$files" ./...) | sed -n 's/^> //p' || true)
 if ! $run; then
 	cut -d' ' -f1 <<<"$lines"
 	exit 0
@@ -21,7 +22,7 @@ fi
 declare -A untagged
 while read -r path _ rest; do
 	untagged[$path]=" $rest "
-done < <(go list -f "$files" ./...)
+done <<<"$plain"
 names=()
 while read -r path dir rest; do
 	for f in $rest; do
