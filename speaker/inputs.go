@@ -66,6 +66,15 @@ func SameNode(a, b Node) bool {
 // as seen from node self. Ingress entries without a parsable IP (hostname-only) are
 // skipped.
 func ServiceFrom(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, self string) Service {
+	parts := make([]sliceEndpoints, 0, len(eps))
+	for _, s := range eps {
+		parts = append(parts, endpointsOf(s, self))
+	}
+	return withEndpoints(serviceView(svc), parts)
+}
+
+// serviceView is the decision's view of svc without its endpoints.
+func serviceView(svc *corev1.Service) Service {
 	out := Service{
 		Namespace: svc.Namespace, Name: svc.Name, Labels: labels.Set(svc.Labels),
 		TrafficPolicy: TrafficPolicy(svc.Spec.ExternalTrafficPolicy),
@@ -87,21 +96,56 @@ func ServiceFrom(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, self str
 	for _, p := range svc.Spec.Ports {
 		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: string(p.Protocol), Port: uint16(p.Port), NodePort: uint16(p.NodePort)})
 	}
-	for _, s := range eps {
-		for _, e := range s.Endpoints {
-			ep := endpointFrom(&e)
-			out.Endpoints = append(out.Endpoints, ep)
-			if ep.Node == self && self != "" && ep.Serving {
-				out.Local = append(out.Local, localEndpoints(s, &e, ep.Ready)...)
-			}
+	return out
+}
+
+// sliceEndpoints is what a decision reads of one EndpointSlice.
+type sliceEndpoints struct {
+	endpoints []Endpoint
+	// local are the serving endpoints on node self with each port, sorted, no duplicates.
+	local []LocalEndpoint
+}
+
+func endpointsOf(s *discoveryv1.EndpointSlice, self string) sliceEndpoints {
+	var out sliceEndpoints
+	if len(s.Endpoints) > 0 {
+		out.endpoints = make([]Endpoint, 0, len(s.Endpoints))
+	}
+	for i := range s.Endpoints {
+		e := &s.Endpoints[i]
+		ep := endpointFrom(e)
+		out.endpoints = append(out.endpoints, ep)
+		if ep.Node == self && self != "" && ep.Serving {
+			out.local = append(out.local, localEndpoints(s, e, ep.Ready)...)
 		}
 	}
+	out.local = sortLocal(out.local)
+	return out
+}
+
+// withEndpoints adds the endpoints of a Service's slices to its view. The parts are shared
+// with the cache: a single slice's lists are used as they are, capped so that an append
+// copies them, and never changed.
+func withEndpoints(svc Service, parts []sliceEndpoints) Service {
+	if len(parts) == 1 {
+		e, l := parts[0].endpoints, parts[0].local
+		svc.Endpoints, svc.Local = e[:len(e):len(e)], l[:len(l):len(l)]
+		return svc
+	}
+	for _, p := range parts {
+		svc.Endpoints = append(svc.Endpoints, p.endpoints...)
+		svc.Local = append(svc.Local, p.local...)
+	}
 	// The slices come in no particular order: sorted, the same endpoints decide alike.
-	slices.SortFunc(out.Local, func(a, b LocalEndpoint) int {
+	svc.Local = sortLocal(svc.Local)
+	return svc
+}
+
+func sortLocal(l []LocalEndpoint) []LocalEndpoint {
+	slices.SortFunc(l, func(a, b LocalEndpoint) int {
 		return cmp.Or(strings.Compare(a.PortName, b.PortName), a.Addr.Compare(b.Addr), boolCompare(a.Ready, b.Ready))
 	})
-	out.Local = slices.Compact(out.Local)
-	return out
+	return slices.Compact(l)
 }
 
 func boolCompare(a, b bool) int {

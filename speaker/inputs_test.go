@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -121,41 +120,5 @@ func TestClassesAndServiceFrom(t *testing.T) {
 		}}
 	if diff := cmp.Diff(want, got, decisionOpts()); diff != "" {
 		t.Errorf("ServiceFrom (-want +got):\n%s", diff)
-	}
-}
-
-// TestStripKeepsDecisions: the informers' transform drops what no decision reads, and
-// ServiceFrom sees the same Service after it.
-func TestStripKeepsDecisions(t *testing.T) {
-	local := corev1.ServiceExternalTrafficPolicyLocal
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", Labels: map[string]string{"tier": "front"},
-			Annotations: map[string]string{"berth.dev/pool": "lan"}, Finalizers: []string{"service.kubernetes.io/load-balancer-cleanup"}},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"},
-			Selector: map[string]string{"app": "web"}, ExternalTrafficPolicy: local, LoadBalancerSourceRanges: []string{"198.51.100.0/24"},
-			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080}}},
-		Status: corev1.ServiceStatus{
-			LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.18.2.193"}}},
-			Conditions:   []metav1.Condition{{Type: "berth.dev/Allocated", Status: metav1.ConditionTrue, Reason: "IPAllocated", Message: "198.18.2.193 from pool lan"}},
-		},
-	}
-	node, zone := "a", "z1"
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
-		Endpoints: []discoveryv1.Endpoint{
-			{Addresses: []string{"198.19.1.2"}, NodeName: &node, Zone: &zone, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true)}},
-		},
-		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	want := ServiceFrom(svc, []*discoveryv1.EndpointSlice{slice}, "a")
-	s, _ := strip(svc.DeepCopy(), "a")
-	es, _ := strip(slice.DeepCopy(), "a")
-	stripped := s.(*corev1.Service)
-	got := ServiceFrom(stripped, []*discoveryv1.EndpointSlice{es.(*discoveryv1.EndpointSlice)}, "a")
-	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{})); diff != "" {
-		t.Errorf("ServiceFrom after strip (-before +after):\n%s", diff)
-	}
-	if stripped.Status.Conditions != nil || stripped.Spec.ClusterIPs != nil || stripped.Finalizers != nil {
-		t.Errorf("strip kept conditions %v, clusterIPs %v, finalizers %v", stripped.Status.Conditions, stripped.Spec.ClusterIPs, stripped.Finalizers)
 	}
 }

@@ -138,19 +138,18 @@ func New(opts Options) *Speaker {
 	s := &Speaker{opts: opts, changed: make(chan struct{}, 1), frozen: make(chan struct{}, 1), bgpKick: make(chan struct{}, 1), doorTried: make(chan struct{}), doorKick: make(chan struct{}, 1),
 		conflicts: map[netip.Addr]seenConflict{}, freeze: newFreezeGuard(time.Now(), opts.FreezeThreshold, opts.FreezeHold)}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
-		informers.WithTransform(stripObject(opts.Node)))
-	svcInf := s.factory.Core().V1().Services().Informer()
-	sliceInf := s.factory.Discovery().V1().EndpointSlices().Informer()
+		informers.WithTransform(cacheObject(opts.Node, opts.Classes)))
+	svcInf := s.factory.InformerFor(&corev1.Service{}, serviceInformer)
+	sliceInf := s.factory.InformerFor(&discoveryv1.EndpointSlice{}, sliceInformer)
 	nodeInf := s.factory.Core().V1().Nodes().Informer()
-	_ = sliceInf.AddIndexers(cache.Indexers{serviceIndex: sliceService})
-	s.source = &informerSource{self: opts.Node, classes: opts.Classes, services: svcInf.GetIndexer(), slices: sliceInf.GetIndexer()}
+	s.source = &informerSource{services: svcInf.GetIndexer(), slices: sliceInf.GetIndexer()}
 	s.nodes = nodeInf.GetIndexer()
 	s.state = NewState(opts.Node, s.source, StateOptions{OnChange: s.notify, OnNodes: func() { wake(s.doorKick) }, Observe: opts.Metrics.observePass})
 	opts.Metrics.state = s.state
 
 	if opts.BGP != nil {
 		s.secretFactory = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0,
-			informers.WithNamespace(opts.Namespace), informers.WithTransform(stripObject(opts.Node)))
+			informers.WithNamespace(opts.Namespace), informers.WithTransform(cacheObject(opts.Node, opts.Classes)))
 		secInf := s.secretFactory.Core().V1().Secrets().Informer()
 		s.secrets = secInf.GetIndexer()
 		secretChanged := func(any) {
@@ -324,12 +323,8 @@ func (s *Speaker) sliceEvent(o any) {
 	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = d.Obj
 	}
-	es, ok := o.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return
-	}
-	if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
-		s.state.ServiceChanged(types.NamespacedName{Namespace: es.Namespace, Name: name})
+	if es, ok := o.(*cachedSlice); ok && es.service != "" {
+		s.state.ServiceChanged(types.NamespacedName{Namespace: es.namespace, Name: es.service})
 	}
 }
 
@@ -430,99 +425,16 @@ func InternalIP(n *corev1.Node) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// informerSource reads Services and their EndpointSlices from the informers' caches.
-type informerSource struct {
-	self     string
-	classes  Classes
-	services cache.Indexer
-	slices   cache.Indexer
-}
-
-const serviceIndex = "service"
-
-func sliceService(o any) ([]string, error) {
-	es, ok := o.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return nil, nil
-	}
-	name := es.Labels[discoveryv1.LabelServiceName]
-	if name == "" {
-		return nil, nil
-	}
-	return []string{es.Namespace + "/" + name}, nil
-}
-
-func (s *informerSource) Service(key types.NamespacedName) (Service, bool) {
-	o, ok, _ := s.services.GetByKey(key.String())
-	if !ok {
-		return Service{}, false
-	}
-	svc := o.(*corev1.Service)
-	if !s.classes.Handles(svc) {
-		return Service{}, false
-	}
-	objs, _ := s.slices.ByIndex(serviceIndex, key.String())
-	es := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		es = append(es, o.(*discoveryv1.EndpointSlice))
-	}
-	return ServiceFrom(svc, es, s.self), true
-}
-
-func (s *informerSource) Keys() []types.NamespacedName {
-	var out []types.NamespacedName
-	for _, o := range s.services.List() {
-		if svc := o.(*corev1.Service); s.classes.Handles(svc) {
-			out = append(out, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name})
-		}
-	}
-	return out
-}
-
 func objectKey(o any) (types.NamespacedName, bool) {
 	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = d.Obj
+	}
+	if c, ok := o.(interface{ key() types.NamespacedName }); ok {
+		return c.key(), true
 	}
 	m, ok := o.(metav1.Object)
 	if !ok {
 		return types.NamespacedName{}, false
 	}
 	return types.NamespacedName{Namespace: m.GetNamespace(), Name: m.GetName()}, true
-}
-
-// stripObject drops what the speaker never reads, to keep the caches small at 10,000
-// Services: managed fields and annotations everywhere, the addresses of endpoints on other
-// nodes (self is this node), endpoint references, and the bulk of Node status (images,
-// system info, volumes).
-func stripObject(self string) cache.TransformFunc {
-	return func(o any) (any, error) { return strip(o, self) }
-}
-
-func strip(o any, self string) (any, error) {
-	m, ok := o.(metav1.Object)
-	if !ok {
-		return o, nil
-	}
-	m.SetManagedFields(nil)
-	m.SetAnnotations(nil)
-	switch x := o.(type) {
-	case *corev1.Service:
-		// What ServiceFrom and handles read stays. berth's own conditions alone are
-		// hundreds of bytes a Service: at 10,000 a tenth of the speaker's heap.
-		x.Spec.Selector, x.Spec.ClusterIP, x.Spec.ClusterIPs, x.Spec.SessionAffinityConfig = nil, "", nil, nil
-		x.Status.Conditions, x.Finalizers, x.OwnerReferences = nil, nil, nil
-	case *discoveryv1.EndpointSlice:
-		for i := range x.Endpoints {
-			e := &x.Endpoints[i]
-			if e.NodeName == nil || *e.NodeName != self {
-				e.Addresses = nil // Proxy mode delivers to this node's endpoints only
-			}
-			e.TargetRef, e.Hints, e.DeprecatedTopology, e.Hostname, e.Zone = nil, nil, nil, nil, nil
-		}
-	case *corev1.Node:
-		x.Status.Images, x.Status.VolumesInUse, x.Status.VolumesAttached = nil, nil, nil
-		x.Status.NodeInfo = corev1.NodeSystemInfo{}
-		x.Status.Capacity, x.Status.Allocatable = nil, nil
-	}
-	return o, nil
 }
