@@ -77,8 +77,9 @@ type Announcer struct {
 	log klog.Logger
 	h   *handler
 
-	running atomic.Bool
-	kick    chan struct{} // one slot: Set, link events and retries coalesce
+	running    atomic.Bool
+	kick       chan struct{} // one slot: Set, link events and retries coalesce
+	reannounce atomic.Bool   // Reannounce was called since the loop last looked
 
 	mu    sync.Mutex
 	want  []Assignment
@@ -149,6 +150,15 @@ func (a *Announcer) Set(want []Assignment) {
 	a.kickNow()
 }
 
+// Reannounce sends the gratuitous announcements of a takeover again, repeats included, for
+// every IP answered now: another node may have claimed them meanwhile, as when this node
+// was suspected of having failed and its runner-up took over until it refuted that. It
+// returns at once and may be called from any goroutine.
+func (a *Announcer) Reannounce() {
+	a.reannounce.Store(true)
+	a.kickNow()
+}
+
 // Owned returns what this node answers for right now, one Assignment per IP (sorted) with
 // the interfaces it is answered on (sorted).
 func (a *Announcer) Owned() []Assignment {
@@ -215,6 +225,9 @@ func (a *Announcer) Run(ctx context.Context) error {
 			return nil
 		case <-a.kick:
 			st.reconcile()
+			if a.reannounce.Swap(false) {
+				st.reannounce()
+			}
 		case <-resync.C:
 			st.reconcile()
 		case <-burst.C:

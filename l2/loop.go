@@ -178,6 +178,20 @@ func (st *loop) announce(l *link, ip netip.Addr) {
 	st.a.h.metrics.gratuitous.WithLabelValues(family(ip)).Inc()
 }
 
+// reannounce announces every answered IP again, with its burst, as at a takeover.
+func (st *loop) reannounce() {
+	now := time.Now()
+	n := 0
+	for _, l := range st.links {
+		for ip := range l.owned() {
+			st.announce(l, ip)
+			st.bursts.add(pair{Interface: l.name, IP: ip}, st.a.cfg.Burst, now.Add(st.a.cfg.BurstInterval))
+			n++
+		}
+	}
+	st.a.log.V(2).Info("Announced again", "pairs", n)
+}
+
 // repeat sends the announcements of the bursts that are due.
 func (st *loop) repeat() {
 	for _, p := range st.bursts.due(time.Now(), st.a.cfg.BurstInterval) {

@@ -4,6 +4,7 @@ package l2
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -142,4 +143,60 @@ func perAnnouncement(ip netip.Addr) int {
 		return 2
 	}
 	return 1
+}
+
+// TestReannounceInNetns: Reannounce takes back what another node claimed meanwhile: the
+// client's entry, moved to another berth node's MAC, comes back to this node's within
+// 100 ms, and the burst follows, for every IP answered.
+func TestReannounceInNetns(t *testing.T) {
+	s, child := inNodeNetns(t)
+	if !child {
+		return
+	}
+	a := startAnnouncer(t, Config{})
+	neigh := s.watchNeigh(t)
+	g4 := testutil.ToFloat64(a.h.metrics.gratuitous.WithLabelValues(familyIPv4))
+	g6 := testutil.ToFloat64(a.h.metrics.gratuitous.WithLabelValues(familyIPv6))
+	a.Set([]Assignment{{IP: lb4}, {IP: lb6}})
+	waitFor(t, 3*time.Second, "the takeover's bursts end", func() (string, bool) {
+		n4 := testutil.ToFloat64(a.h.metrics.gratuitous.WithLabelValues(familyIPv4)) - g4
+		n6 := testutil.ToFloat64(a.h.metrics.gratuitous.WithLabelValues(familyIPv6)) - g6
+		return fmt.Sprintf("%v IPv4, %v IPv6 announcements", n4, n6), n4 == 1+DefaultBurst && n6 == 1+DefaultBurst
+	})
+	for _, ip := range []netip.Addr{lb4, lb6} {
+		s.previousOwner(t, ip) // another node took it while this one was suspected
+	}
+	capt, err := capture.Start(t.Context(), s.client, segDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capt.Close()
+
+	start := time.Now()
+	a.Reannounce()
+	for _, ip := range []netip.Addr{lb4, lb6} {
+		ev := neigh.waitFor(t, time.Second, "client entry back at the node's MAC", func(e neighEvent) bool {
+			return e.At.After(start) && e.IP == ip && e.MAC == selfMAC.String()
+		})
+		t.Logf("%s: client entry back at the node's MAC %v after Reannounce", ip, ev.At.Sub(start).Round(time.Microsecond))
+		if took := ev.At.Sub(start); took > 100*time.Millisecond {
+			t.Errorf("%s: client entry changed %v after Reannounce, want ≤ 100 ms", ip, took)
+		}
+	}
+	counts := map[netip.Addr]int{}
+	want := (1 + DefaultBurst) * (perAnnouncement(lb4) + perAnnouncement(lb6))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	_, err = capt.WaitFor(ctx, func(f capture.Frame) bool {
+		for _, ip := range []netip.Addr{lb4, lb6} {
+			if !f.Outgoing && announces(f, ip) {
+				counts[ip]++
+			}
+		}
+		return counts[lb4]+counts[lb6] == want
+	})
+	if err != nil {
+		t.Fatalf("after Reannounce: frames %v, want %d in all: %v", counts, want, err)
+	}
+	t.Logf("after Reannounce: %v frames, the burst included", counts)
 }
