@@ -210,6 +210,8 @@ func run(ctx context.Context, o options) error {
 		Name: o.nodeName, Bind: netip.AddrPortFrom(bind, uint16(o.port)), Keys: keys, Timings: o.timings,
 		Meta:     membership.Meta{DecisionVersion: speaker.NewestVersion()},
 		OnChange: func() { wakeUp(changed) },
+		// Others may have taken this node's L2 IPs while they suspected it: claim them back.
+		OnRefute: announcer.Reannounce,
 		Logger:   logger.WithName("memberlist"),
 	})
 	if err != nil {

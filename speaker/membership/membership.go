@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -140,10 +142,17 @@ type Config struct {
 	OnChange func()
 	// Logger receives memberlist's log lines and the List's own; the caller names it.
 	Logger klog.Logger
+	// OnRefute is called when this node refutes another's claim that it failed (suspected
+	// or declared dead): the others may have taken over its work meanwhile. It is called
+	// from memberlist's goroutines, with memberlist's lock held: it must not block or call
+	// the List. Nil means nobody listens.
+	OnRefute func()
 }
 
 // List is this node's membership in the speakers' memberlist cluster.
 type List struct {
+	name     string
+	logger   klog.Logger
 	ml       *memberlist.Memberlist
 	self     []netip.AddrPort // addresses Join skips
 	bindPort uint16
@@ -159,6 +168,12 @@ type List struct {
 
 	stateMu  sync.RWMutex
 	shutdown bool
+
+	// accused holds the recent accusations (accuse.go); suspected feeds this node's own
+	// from the log bridge to the goroutine that records and sends them, until done.
+	accused   *accusations
+	suspected chan string
+	done      chan struct{}
 }
 
 // New validates cfg, creates the memberlist (listening, alone) and starts OnChange's
@@ -176,6 +191,16 @@ func New(cfg Config) (*List, error) {
 	if l.notifier != nil {
 		go l.notifier.run(cfg.OnChange)
 	}
+	go func() {
+		for {
+			select {
+			case name := <-l.suspected:
+				l.accuse(name)
+			case <-l.done:
+				return
+			}
+		}
+	}()
 	return l, nil
 }
 
@@ -213,7 +238,9 @@ func newConfig(cfg Config) (*memberlist.Config, *List, error) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 
-	l := &List{self: []netip.AddrPort{adv, bind}, bindPort: bind.Port(), meta: &metaDelegate{meta: meta}, ring: ring}
+	l := &List{name: cfg.Name, logger: cfg.Logger, self: []netip.AddrPort{adv, bind}, bindPort: bind.Port(), ring: ring,
+		accused: newAccusations(), suspected: make(chan string, 64), done: make(chan struct{})}
+	l.meta = &metaDelegate{meta: meta, onMsg: l.heard}
 	l.metrics = newMetrics(func() float64 { return float64(l.roster.len()) }, l.healthScore)
 	kick := func() {}
 	if cfg.OnChange != nil {
@@ -239,7 +266,12 @@ func newConfig(cfg Config) (*memberlist.Config, *List, error) {
 	applyTimings(mc, timings)
 	mc.Delegate = l.meta
 	mc.Events = l.roster
-	mc.Logger = newStdLogger(cfg.Logger)
+	mc.Logger = newStdLogger(cfg.Logger, logHooks{onRefute: cfg.OnRefute, onSuspect: func(name string) {
+		select {
+		case l.suspected <- name:
+		default: // a burst of accusations; memberlist repeats them
+		}
+	}})
 	return mc, l, nil
 }
 
@@ -342,25 +374,38 @@ func (l *List) SetMeta(m Meta) error {
 // are live until memberlist declares them dead, as in memberlist itself.
 func (l *List) Members() []Member { return l.roster.list() }
 
-// Suspects returns the names of the members memberlist suspects of having failed, but only
-// while this node's own health is degraded (memberlist's awareness: its probes went
-// unanswered without the nacks that would clear it), the sign that the trouble is likely
-// this node's, as when it is cut off. A healthy node's passing suspicion of one peer is
-// memberlist's business, refuted or confirmed as usual, and yields nothing here. They stay
-// in Members until declared dead or they refute it. No event tells of suspicion, so
-// callers poll.
+// Suspects returns the names of the members this node's own probes accused of having
+// failed (accuse.go), but only while this node's own health is degraded (memberlist's
+// awareness: its probes went unanswered without the nacks that would clear it), the sign
+// that the trouble is likely this node's, as when it is cut off. A healthy node's passing
+// suspicion of one peer is memberlist's business, refuted or confirmed as usual, and
+// yields nothing here. They stay in Members until declared dead or they refute it. No
+// event tells of suspicion, so callers poll.
 func (l *List) Suspects() []string {
 	if l.ml.GetHealthScore() == 0 {
 		return nil
 	}
-	self := l.ml.LocalNode().Name
-	var out []string
+	return slices.Sorted(maps.Keys(l.liveAmong(l.accused.standing(time.Now(), true))))
+}
+
+// Accused returns the live members some node's probe accused of having failed within the
+// last two seconds (accuse.go), with when each was last accused, this node's health
+// aside: memberlist then waits for the suspicion to time out or be refuted. Probe them to
+// learn more at once.
+func (l *List) Accused() map[string]time.Time {
+	return l.liveAmong(l.accused.standing(time.Now(), false))
+}
+
+// Probe pings member name directly, once, and reports whether it answered within the
+// probe timeout. A member that is not known, or dead, does not answer.
+func (l *List) Probe(name string) bool {
 	for _, n := range l.ml.Members() {
-		if n.State == memberlist.StateSuspect && n.Name != self {
-			out = append(out, n.Name)
+		if n.Name == name {
+			_, err := l.ml.Ping(name, &net.UDPAddr{IP: n.Addr, Port: int(n.Port)})
+			return err == nil
 		}
 	}
-	return out
+	return false
 }
 
 // Leave tells the others this node is going, waiting at most timeout for the broadcast,
@@ -387,6 +432,7 @@ func (l *List) Shutdown() error {
 		return nil
 	}
 	l.shutdown = true
+	close(l.done)
 	err := l.ml.Shutdown()
 	l.stateMu.Unlock()
 	if l.notifier != nil {

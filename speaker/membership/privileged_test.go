@@ -5,8 +5,11 @@ package membership
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,16 +39,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (seen
 	return time.Since(start)
 }
 
-// testList is a List with a count of its OnChange calls.
+// testList is a List with counts of its OnChange and OnRefute calls.
 type testList struct {
 	*List
-	name    string
-	changes *atomic.Int64
+	name             string
+	changes, refutes *atomic.Int64
 }
 
 func startList(t *testing.T, name, bind string, key []byte, meta Meta, label string) testList {
 	t.Helper()
-	var changes atomic.Int64
+	var changes, refutes atomic.Int64
 	l, err := New(Config{
 		Name:     name,
 		Bind:     netip.MustParseAddrPort(bind),
@@ -53,13 +56,14 @@ func startList(t *testing.T, name, bind string, key []byte, meta Meta, label str
 		Label:    label,
 		Meta:     meta,
 		OnChange: func() { changes.Add(1) },
+		OnRefute: func() { refutes.Add(1) },
 		Logger:   klog.Background().WithName(name),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Shutdown() })
-	return testList{List: l, name: name, changes: &changes}
+	return testList{List: l, name: name, changes: &changes, refutes: &refutes}
 }
 
 var addrPortEqual = cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
@@ -197,6 +201,53 @@ func TestMembershipInNetns(t *testing.T) {
 		}
 	})
 
+	t.Run("an accused member is probed and refutes", func(t *testing.T) {
+		if !a.Probe("b") {
+			t.Error("a.Probe(b) = false for a live member")
+		}
+		if a.Probe("nobody") {
+			t.Error("a.Probe(nobody) = true for an unknown member")
+		}
+		// Cut c off until a accuses it.
+		nft(t, "add table inet berth-mtest\n"+
+			"add chain inet berth-mtest in { type filter hook input priority 0; }\n"+
+			"add rule inet berth-mtest in ip saddr 127.0.0.3 drop\n"+
+			"add rule inet berth-mtest in ip daddr 127.0.0.3 drop\n")
+		t.Cleanup(func() { _ = exec.Command("nft", "delete", "table", "inet", "berth-mtest").Run() })
+		// Some probe of c fails first, a's or b's; the other hears of it at once.
+		took := waitFor(t, 5*time.Second, "a and b accuse c", func() (string, bool) {
+			ga, gb := slices.Sorted(maps.Keys(a.Accused())), slices.Sorted(maps.Keys(b.Accused()))
+			return fmt.Sprintf("a accuses %v, b %v", ga, gb), slices.Equal(ga, []string{"c"}) && slices.Equal(gb, []string{"c"})
+		})
+		t.Logf("a and b accused c %v after it was cut off", took.Round(time.Millisecond))
+		if a.Probe("c") {
+			t.Error("a.Probe(c) = true while c is cut off")
+		}
+		nft(t, "delete table inet berth-mtest\n")
+		took = waitFor(t, 10*time.Second, "c refutes", func() (string, bool) {
+			n := c.refutes.Load()
+			return fmt.Sprintf("%d refutations", n), n > 0
+		})
+		t.Logf("c refuted %v after it was reachable again", took.Round(time.Millisecond))
+		waitFor(t, 10*time.Second, "c live again everywhere", func() (string, bool) {
+			for _, l := range lists[:3] {
+				if ns := names(l.Members()); !slices.Equal(ns, []string{"a", "b", "c"}) {
+					return fmt.Sprintf("%s sees %v", l.name, ns), false
+				}
+			}
+			return "", true
+		})
+	})
+}
+
+// nft runs an nftables script in the test's netns.
+func nft(t *testing.T, script string) {
+	t.Helper()
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
 }
 
 // TestUpInterfacesInNetns reads real links: veth pairs with and without carrier.

@@ -97,10 +97,12 @@ func nodeAddr(n *memberlist.Node) netip.AddrPort {
 	return netip.AddrPortFrom(a.Unmap(), n.Port)
 }
 
-// metaDelegate hands memberlist this node's encoded metadata.
+// metaDelegate hands memberlist this node's encoded metadata, and berth's user messages
+// (accusations) to onMsg.
 type metaDelegate struct {
-	mu   sync.Mutex
-	meta []byte
+	mu    sync.Mutex
+	meta  []byte
+	onMsg func([]byte)
 }
 
 var _ memberlist.Delegate = (*metaDelegate)(nil)
@@ -120,8 +122,14 @@ func (d *metaDelegate) set(b []byte) {
 // NodeMeta returns the encoded metadata; encodeMeta already kept it within limit.
 func (d *metaDelegate) NodeMeta(limit int) []byte { return d.get() }
 
-// berth sends no user messages and keeps no state beyond node metadata.
-func (d *metaDelegate) NotifyMsg([]byte)                {}
+// NotifyMsg hands a user message to onMsg, which must copy what it keeps.
+func (d *metaDelegate) NotifyMsg(b []byte) {
+	if d.onMsg != nil {
+		d.onMsg(b)
+	}
+}
+
+// berth broadcasts nothing through gossip and keeps no state beyond node metadata.
 func (d *metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *metaDelegate) LocalState(bool) []byte          { return nil }
 func (d *metaDelegate) MergeRemoteState([]byte, bool)   {}

@@ -1,12 +1,15 @@
 package membership
 
 import (
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
@@ -143,9 +146,65 @@ func TestSplitLogLine(t *testing.T) {
 	}
 }
 
+// TestLogBridgeHooks: memberlist tells of a refutation, and of its own failed probe, only
+// in its log; each such line calls its hook.
+func TestLogBridgeHooks(t *testing.T) {
+	var logs logSink
+	refutes := 0
+	var suspects []string
+	std := newStdLogger(logs.logger(), logHooks{onRefute: func() { refutes++ }, onSuspect: func(n string) { suspects = append(suspects, n) }})
+	std.Printf("[WARN] memberlist: Refuting a suspect message (from: n2)")
+	std.Printf("[WARN] memberlist: Refuting a dead message (from: n2)")
+	std.Printf("[WARN] memberlist: Refuting an alive message for 'n1' (10.0.0.1:7946) meta:([] VS [1]), vsn:([1 5 2 0 0 0] VS [1 5 2 0 0 0])")
+	std.Printf("[INFO] memberlist: Suspect n1 has failed, no acks received")
+	std.Printf("[WARN] memberlist: Was able to connect to n2 over TCP but UDP probes failed, network may be misconfigured")
+	std.Printf("[INFO] memberlist: Suspect node-7.example has failed, no acks received")
+	std.Printf("[INFO] memberlist: Marking n1 as failed, suspect timeout reached (0 peer confirmations)")
+	if refutes != 3 {
+		t.Errorf("onRefute called %d times for three refutations, want 3", refutes)
+	}
+	if want := []string{"n1", "node-7.example"}; !slices.Equal(suspects, want) {
+		t.Errorf("onSuspect called for %v, want %v", suspects, want)
+	}
+}
+
+// TestAccusations: an accusation stands for accusationMemory; this node's own are kept
+// apart; the message carries the name and nothing else decodes.
+func TestAccusations(t *testing.T) {
+	a := newAccusations()
+	t0 := time.Now()
+	a.record("b", true, t0)
+	a.record("c", false, t0.Add(time.Second))
+	if got, want := a.standing(t0.Add(time.Second), false), map[string]time.Time{"b": t0, "c": t0.Add(time.Second)}; !maps.Equal(got, want) {
+		t.Errorf("all standing = %v, want %v", got, want)
+	}
+	if got := a.standing(t0.Add(time.Second), true); !maps.Equal(got, map[string]time.Time{"b": t0}) {
+		t.Errorf("mine standing = %v, want b only", got)
+	}
+	if got := a.standing(t0.Add(accusationMemory+time.Millisecond), false); !maps.Equal(got, map[string]time.Time{"c": t0.Add(time.Second)}) {
+		t.Errorf("after b's memory: all standing = %v, want c only", got)
+	}
+	if got := a.standing(t0.Add(accusationMemory+time.Millisecond), true); len(got) != 0 {
+		t.Errorf("after b's memory: mine standing = %v, want none", got)
+	}
+	if name, ok := decodeAccusation(encodeAccusation("node-1")); !ok || name != "node-1" {
+		t.Errorf("decode(encode(node-1)) = %q, %v", name, ok)
+	}
+	for _, b := range [][]byte{nil, []byte("berth-accuse\x00"), []byte("hello"), encodeMeta2()} {
+		if name, ok := decodeAccusation(b); ok {
+			t.Errorf("decodeAccusation(%q) = %q, want nothing", b, name)
+		}
+	}
+}
+
+func encodeMeta2() []byte {
+	b, _ := encodeMeta(Meta{DecisionVersion: 1})
+	return b
+}
+
 func TestLogBridgeLevels(t *testing.T) {
 	var logs logSink
-	std := newStdLogger(logs.logger())
+	std := newStdLogger(logs.logger(), logHooks{})
 	std.Printf("[DEBUG] memberlist: chatter")
 	std.Printf("[INFO] memberlist: Marking n2 as failed")
 	std.Printf("[WARN] memberlist: Refuting")

@@ -306,7 +306,7 @@ func TestKeyRotationLive(t *testing.T) {
 		mc := memberlist.DefaultLANConfig()
 		mc.Name, mc.BindAddr, mc.BindPort, mc.Label = "plain", "127.0.0.1", int(freePort(t)), DefaultLabel
 		mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
-		mc.Logger = newStdLogger(klog.Background().WithName("plain"))
+		mc.Logger = newStdLogger(klog.Background().WithName("plain"), logHooks{})
 		plain, err := memberlist.Create(mc)
 		if err != nil {
 			t.Fatal(err)
