@@ -116,6 +116,10 @@ type Input struct {
 	// Suspects are live members memberlist suspects of having failed: voters, but not
 	// counted live by the minority rule.
 	Suspects []string
+	// Unreachable are live members memberlist suspects of having failed that this node's
+	// own probe did not reach either: the L2 election here passes them over, so that their
+	// runner-up takes their IPs before memberlist declares them dead.
+	Unreachable []string
 	// Self is this node's name.
 	Self string
 }
@@ -271,8 +275,17 @@ func NewCluster(in Input) *Cluster {
 	}
 	slices.SortFunc(c.ranges, func(a, b poolRange) int { return a.First.Compare(b.First) })
 
+	l2live := live
+	if len(in.Unreachable) > 0 {
+		l2live = live.clone()
+		for _, name := range in.Unreachable {
+			if i, ok := c.index[name]; ok && i != c.self {
+				l2live.remove(i)
+			}
+		}
+	}
 	for i, a := range snap.L2Advertisements {
-		c.l2 = append(c.l2, newL2Ad(a, nodes, members, live, c.self))
+		c.l2 = append(c.l2, newL2Ad(a, nodes, members, l2live, c.self))
 		c.cover(a.Pools, func(p *poolAds) { p.l2 = append(p.l2, i) })
 	}
 	peers := map[string]*config.Peer{}
@@ -435,6 +448,7 @@ type nodeSet []uint64
 
 func newNodeSet(n int) nodeSet   { return make(nodeSet, (n+63)/64) }
 func (s nodeSet) add(i int)      { s[i/64] |= 1 << (i % 64) }
+func (s nodeSet) remove(i int)   { s[i/64] &^= 1 << (i % 64) }
 func (s nodeSet) has(i int) bool { return i >= 0 && s[i/64]&(1<<(i%64)) != 0 }
 func (s nodeSet) or(o nodeSet) {
 	for i := range s {

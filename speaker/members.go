@@ -3,6 +3,7 @@ package speaker
 import (
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/berthlb/berth/l2"
 	"github.com/berthlb/berth/speaker/membership"
@@ -23,6 +24,10 @@ func (m memberlistMembers) Members() []Member {
 }
 
 func (m memberlistMembers) Suspects() []string { return m.l.Suspects() }
+
+func (m memberlistMembers) Accused() map[string]time.Time { return m.l.Accused() }
+
+func (m memberlistMembers) Probe(name string) bool { return m.l.Probe(name) }
 
 func (m memberlistMembers) Join(addrs []netip.Addr) (int, error) { return m.l.Join(addrs) }
 

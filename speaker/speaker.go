@@ -32,6 +32,11 @@ type Membership interface {
 	// Suspects returns the names of live members suspected of having failed, while this
 	// node's own health makes the suspicion credible (membership.List.Suspects).
 	Suspects() []string
+	// Accused returns the live members accused of having failed, with when each was last
+	// accused, whatever this node's health (membership.List.Accused).
+	Accused() map[string]time.Time
+	// Probe pings a member directly and reports whether it answered in time.
+	Probe(name string) bool
 	// Join contacts the nodes at addrs; it fails only when none answers.
 	Join(addrs []netip.Addr) (int, error)
 	// SetL2Interfaces publishes this node's up L2 interfaces.
@@ -252,8 +257,14 @@ func (s *Speaker) Decisions() Decisions { return s.state.Decisions() }
 // (probe plus suspicion, ~450 ms) to step down first (the minority rule).
 const suspectPoll = 50 * time.Millisecond
 
-// watchSuspects follows memberlist's suspicions into the decisions.
+// watchSuspects follows memberlist's suspicions into the decisions: the minority rule's
+// suspects, and the accused members this node's own probe does not reach (accused.go).
 func (s *Speaker) watchSuspects(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	accused := newAccusations(s.opts.Members.Probe, func(unreachable []string) {
+		logger.V(1).Info("Members suspected of having failed and not answering this node", "unreachable", unreachable)
+		s.state.SetUnreachable(unreachable)
+	})
 	t := time.NewTicker(suspectPoll)
 	defer t.Stop()
 	for {
@@ -262,6 +273,7 @@ func (s *Speaker) watchSuspects(ctx context.Context) {
 			return
 		case <-t.C:
 			s.state.SetSuspects(s.opts.Members.Suspects())
+			accused.update(s.opts.Members.Accused())
 		}
 	}
 }

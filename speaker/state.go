@@ -50,6 +50,8 @@ type State struct {
 	former   map[string]time.Time // MACs of departed members, when they left
 	departed map[string]time.Time // departed members, when they left, for the minority rule
 	suspects []string             // members memberlist suspects, sorted
+	// unreachable are accused members this node's own probe did not reach, sorted.
+	unreachable []string
 
 	// sorted holds the decisions of decided, sorted by namespace and name; shared says
 	// readers hold it, so the next change copies it first. view is what Decisions last
@@ -243,6 +245,35 @@ func (s *State) SetSuspects(names []string) {
 	s.poke()
 }
 
+// SetUnreachable records the members memberlist suspects of having failed that this
+// node's own probe did not reach either (accusations): the L2 election passes them over.
+// As when a member departs, the IPs a newly unreachable member owned pass to their
+// runner-up at once; the full pass that follows confirms it.
+func (s *State) SetUnreachable(names []string) {
+	names = slices.Sorted(slices.Values(names))
+	s.mu.Lock()
+	if slices.Equal(s.unreachable, names) {
+		s.mu.Unlock()
+		return
+	}
+	changed := false
+	for _, name := range names {
+		if _, found := slices.BinarySearch(s.unreachable, name); !found && name != s.self {
+			s.failover[name] = struct{}{}
+			changed = true
+		}
+	}
+	if changed {
+		changed = s.promoteLocked()
+	}
+	s.unreachable, s.clusterDirty = names, true
+	s.mu.Unlock()
+	if changed {
+		s.onChange()
+	}
+	s.poke()
+}
+
 // departedLocked returns the members departed within departedMemory, and forgets the others.
 func (s *State) departedLocked(now time.Time) []string {
 	var out []string
@@ -331,7 +362,8 @@ func (s *State) pass() {
 	s.clusterDirty = false
 	var in Input
 	if full {
-		in = Input{Config: s.snap, Members: s.members, Self: s.self, Nodes: make([]Node, 0, len(s.nodes)), Departed: s.departedLocked(start), Suspects: s.suspects}
+		in = Input{Config: s.snap, Members: s.members, Self: s.self, Nodes: make([]Node, 0, len(s.nodes)), Departed: s.departedLocked(start), Suspects: s.suspects,
+			Unreachable: s.unreachable}
 		for _, n := range s.nodes {
 			in.Nodes = append(in.Nodes, n)
 		}

@@ -279,3 +279,57 @@ func TestStateDecisionsShared(t *testing.T) {
 		t.Errorf("d decided %s, want 198.18.2.201", ip)
 	}
 }
+
+// TestStateUnreachable: when this node's probe does not reach an accused owner, its
+// runner-up takes the IP in SetUnreachable itself, the full pass agrees, and the IP goes
+// back when the accusation ends.
+func TestStateUnreachable(t *testing.T) {
+	st, src, _ := stateWorld(t)
+	var mine string
+	for i := 193; i < 255 && mine == ""; i++ {
+		ip := fmt.Sprintf("198.18.2.%d", i)
+		if owner, next := Elect(DecisionVersion, netip.MustParseAddr(ip), []string{"a", "b", "c"}); owner == "b" && next == "a" {
+			mine = ip
+		}
+	}
+	if mine == "" {
+		t.Fatal("no IP in the pool has the owners the test needs")
+	}
+	src.set(l2Service("mine", mine))
+	changes := 0
+	st.onChange = func() { changes++ }
+	st.pass()
+
+	changes = 0
+	st.SetUnreachable([]string{"b"})
+	if changes != 1 {
+		t.Errorf("b unreachable notified %d times before the pass, want 1", changes)
+	}
+	if d := decided(t, st, "mine"); !d.L2.Announce || d.L2.Owner != "a" {
+		t.Errorf("promoted without a pass: %+v, want announced by a", d.L2)
+	}
+	st.pass()
+	if d := decided(t, st, "mine"); !d.L2.Announce || d.L2.Owner != "a" || d.L2.Next != "c" {
+		t.Errorf("after the full pass: %+v, want a owning with c next", d.L2)
+	}
+	if got := st.Members(); len(got) != 3 {
+		t.Errorf("an unreachable member left the members: %v", got)
+	}
+
+	changes = 0
+	st.SetUnreachable([]string{"b"})
+	if changes != 0 {
+		t.Errorf("the same unreachable set notified %d times", changes)
+	}
+	st.SetUnreachable(nil)
+	st.pass()
+	if d := decided(t, st, "mine"); d.L2.Announce || d.L2.Owner != "b" {
+		t.Errorf("after b answered again: %+v, want b owning, a not announcing", d.L2)
+	}
+	// This node never passes itself over.
+	st.SetUnreachable([]string{"a"})
+	st.pass()
+	if d := decided(t, st, "mine"); d.L2.Owner != "b" || d.L2.Next != "a" {
+		t.Errorf("with itself listed unreachable: %+v, want b owning with a next", d.L2)
+	}
+}
