@@ -21,6 +21,11 @@ import (
 type accusations struct {
 	probe func(name string) bool // true: the member answered
 	set   func(unreachable []string)
+	// every is the pause between two probes of a member that stays unreachable and accused:
+	// one that was only slow is elected again as soon as it answers, one that died stays
+	// passed over until memberlist's own death reaches the decisions, whichever comes
+	// first after the accusation ended.
+	every time.Duration
 
 	mu     sync.Mutex
 	probed map[string]probeResult
@@ -32,14 +37,14 @@ type probeResult struct {
 	failed bool
 }
 
-func newAccusations(probe func(string) bool, set func([]string)) *accusations {
-	return &accusations{probe: probe, set: set, probed: map[string]probeResult{}}
+func newAccusations(probe func(string) bool, set func([]string), every time.Duration) *accusations {
+	return &accusations{probe: probe, set: set, every: every, probed: map[string]probeResult{}}
 }
 
 // update takes the members accused now, with when each was last accused: members no
-// longer accused are forgotten (refuted, or dead and gone from the members); each new
-// accusation is checked with a probe in the background, and until that probe answers a
-// member keeps what the last one found.
+// longer accused (the accusation is old) are forgotten; each new accusation is checked
+// with a probe in the background, and until that probe answers a member keeps what the
+// last one found.
 func (a *accusations) update(accused map[string]time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -64,17 +69,27 @@ func (a *accusations) update(accused map[string]time.Time) {
 }
 
 // check probes name for the accusation made at at, and records what it found unless a
-// newer accusation or none replaced it meanwhile.
+// newer accusation or none replaced it meanwhile; while the member does not answer it
+// probes again, every a.every.
 func (a *accusations) check(name string, at time.Time) {
-	failed := !a.probe(name)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	p, ok := a.probed[name]
-	if !ok || !p.at.Equal(at) || p.failed == failed {
-		return
+	for {
+		failed := !a.probe(name)
+		a.mu.Lock()
+		p, ok := a.probed[name]
+		if !ok || !p.at.Equal(at) {
+			a.mu.Unlock()
+			return
+		}
+		if p.failed != failed {
+			a.probed[name] = probeResult{at: at, failed: failed}
+			a.set(a.unreachableLocked())
+		}
+		a.mu.Unlock()
+		if !failed {
+			return
+		}
+		time.Sleep(a.every)
 	}
-	a.probed[name] = probeResult{at: at, failed: failed}
-	a.set(a.unreachableLocked())
 }
 
 func (a *accusations) unreachableLocked() []string {

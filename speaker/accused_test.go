@@ -15,7 +15,7 @@ func TestAccusations(t *testing.T) {
 	a := newAccusations(func(name string) bool {
 		probed <- name
 		return <-answers[name]
-	}, func(u []string) { sets <- u })
+	}, func(u []string) { sets <- u }, time.Hour) // no second probe within the test
 	next := func(what string) []string {
 		t.Helper()
 		select {
@@ -92,5 +92,33 @@ func TestAccusations(t *testing.T) {
 	case name := <-probed:
 		t.Errorf("unexpected probe of %s", name)
 	default:
+	}
+}
+
+// TestAccusationsProbeAgain: a member that does not answer is probed again while accused,
+// and is reachable again as soon as it answers.
+func TestAccusationsProbeAgain(t *testing.T) {
+	answers := make(chan bool)
+	sets := make(chan []string, 10)
+	a := newAccusations(func(string) bool { return <-answers }, func(u []string) { sets <- u }, time.Millisecond)
+	a.update(map[string]time.Time{"b": time.Now()})
+	answers <- false
+	select {
+	case u := <-sets:
+		if !slices.Equal(u, []string{"b"}) {
+			t.Fatalf("unreachable = %v, want [b]", u)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b not unreachable within 5 s")
+	}
+	answers <- false // the second probe
+	answers <- true  // the third: b was only slow
+	select {
+	case u := <-sets:
+		if len(u) != 0 {
+			t.Errorf("unreachable = %v, want none once b answered", u)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b still unreachable 5 s after it answered")
 	}
 }

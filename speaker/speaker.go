@@ -257,6 +257,9 @@ func (s *Speaker) Decisions() Decisions { return s.state.Decisions() }
 // (probe plus suspicion, ~450 ms) to step down first (the minority rule).
 const suspectPoll = 50 * time.Millisecond
 
+// reprobe is how often an accused member that did not answer this node is probed again.
+const reprobe = 150 * time.Millisecond
+
 // watchSuspects follows memberlist's suspicions into the decisions: the minority rule's
 // suspects, and the accused members this node's own probe does not reach (accused.go).
 func (s *Speaker) watchSuspects(ctx context.Context) {
@@ -264,7 +267,7 @@ func (s *Speaker) watchSuspects(ctx context.Context) {
 	accused := newAccusations(s.opts.Members.Probe, func(unreachable []string) {
 		logger.V(1).Info("Members suspected of having failed and not answering this node", "unreachable", unreachable)
 		s.state.SetUnreachable(unreachable)
-	})
+	}, reprobe)
 	t := time.NewTicker(suspectPoll)
 	defer t.Stop()
 	for {

@@ -78,9 +78,8 @@ func (a *accusations) standing(now time.Time, mine bool) map[string]time.Time {
 func (l *List) accuse(name string) {
 	l.accused.record(name, true, time.Now())
 	msg := encodeAccusation(name)
-	self := l.ml.LocalNode().Name
 	for _, n := range l.ml.Members() {
-		if n.Name == self || n.Name == name {
+		if n.Name == l.name || n.Name == name {
 			continue
 		}
 		if err := l.ml.SendBestEffort(n, msg); err != nil {

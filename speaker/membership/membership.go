@@ -388,12 +388,15 @@ func (l *List) Suspects() []string {
 	return slices.Sorted(maps.Keys(l.liveAmong(l.accused.standing(time.Now(), true))))
 }
 
-// Accused returns the live members some node's probe accused of having failed within the
-// last two seconds (accuse.go), with when each was last accused, this node's health
-// aside: memberlist then waits for the suspicion to time out or be refuted. Probe them to
-// learn more at once.
+// Accused returns the members some node's probe accused of having failed within the last
+// two seconds (accuse.go), with when each was last accused, this node's health aside:
+// memberlist then waits for the suspicion to time out or be refuted. Probe them to learn
+// more at once. A member stays listed after memberlist declares it dead, until the
+// accusation is old: callers learn of the death through OnChange, which may come later.
 func (l *List) Accused() map[string]time.Time {
-	return l.liveAmong(l.accused.standing(time.Now(), false))
+	out := l.accused.standing(time.Now(), false)
+	delete(out, l.name)
+	return out
 }
 
 // Probe pings member name directly, once, and reports whether it answered within the
