@@ -32,8 +32,8 @@ type Membership interface {
 	// Suspects returns the names of live members suspected of having failed, while this
 	// node's own health makes the suspicion credible (membership.List.Suspects).
 	Suspects() []string
-	// Accused returns the live members accused of having failed, with when each was last
-	// accused, whatever this node's health (membership.List.Accused).
+	// Accused returns the members accused of having failed within the last 2 s, with when
+	// each was last accused, whatever this node's health (membership.List.Accused).
 	Accused() map[string]time.Time
 	// Probe pings a member directly and reports whether it answered in time.
 	Probe(name string) bool
