@@ -95,16 +95,18 @@ func (l *List) heard(msg []byte) {
 	}
 }
 
-// liveAmong keeps of accused the live members other than this node.
-func (l *List) liveAmong(accused map[string]time.Time) map[string]time.Time {
+// liveAmong returns the names in accused that are live members other than this node,
+// sorted.
+func (l *List) liveAmong(accused map[string]time.Time) []string {
 	if len(accused) == 0 {
 		return nil
 	}
-	out := map[string]time.Time{}
+	var out []string
 	for _, n := range l.ml.Members() {
-		if at, ok := accused[n.Name]; ok && n.Name != l.name {
-			out[n.Name] = at
+		if _, ok := accused[n.Name]; ok && n.Name != l.name {
+			out = append(out, n.Name)
 		}
 	}
+	slices.Sort(out)
 	return out
 }

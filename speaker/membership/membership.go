@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -385,7 +384,7 @@ func (l *List) Suspects() []string {
 	if l.ml.GetHealthScore() == 0 {
 		return nil
 	}
-	return slices.Sorted(maps.Keys(l.liveAmong(l.accused.standing(time.Now(), true))))
+	return l.liveAmong(l.accused.standing(time.Now(), true))
 }
 
 // Accused returns the members some node's probe accused of having failed within the last
